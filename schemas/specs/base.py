@@ -1,0 +1,85 @@
+"""Shared pieces of every spec model.
+
+Each schedule spec is a pydantic model with a ``Literal`` ``type`` (the union in ``union.py`` dispatches on it),
+``extra="forbid"``, the reference library's parameter names and defaults, and one method, ``to_schedule``,
+that builds the pure numeric schedule for given base LRs. Cross-field rules raise ``ValueError`` in words, so
+pydantic's error ``loc`` names the field.
+
+Per-group parameters (learning rates such as ``eta_min`` or ``max_lr``) take a scalar or a list with one entry
+per param group, as torch does; the class lists them in ``per_group_fields`` so ``RunSpec`` can check the list
+lengths against its ``param_groups`` in one place.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, ClassVar
+
+import numpy as np
+from pydantic import AfterValidator, BaseModel, ConfigDict
+
+from lrserve.schemas.core.schedule import Schedule
+
+
+def _finite(v: float) -> float:
+    if not math.isfinite(v):
+        raise ValueError("must be a finite number")
+    return v
+
+
+def _finite_list(v: float | list[float]) -> float | list[float]:
+    values = v if isinstance(v, list) else [v]
+    if isinstance(v, list) and not v:
+        raise ValueError("a per-group list must not be empty")
+    for x in values:
+        if not math.isfinite(x):
+            raise ValueError("must be finite numbers")
+    return v
+
+
+def _non_negative(v: float | list[float]) -> float | list[float]:
+    values = v if isinstance(v, list) else [v]
+    if any(x < 0 for x in values):
+        raise ValueError("a learning rate must be >= 0")
+    return v
+
+
+FiniteFloat = Annotated[float, AfterValidator(_finite)]
+# A learning-rate-like parameter: a scalar for every group, or one value per group.
+PerGroupLr = Annotated[float | list[float], AfterValidator(_finite_list), AfterValidator(_non_negative)]
+PerGroupFloat = Annotated[float | list[float], AfterValidator(_finite_list)]
+
+
+class StrictModel(BaseModel):
+    """No unknown fields, no silent coercion of strings to numbers, immutable once parsed."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False, populate_by_name=True)
+
+
+class ScheduleSpecBase(StrictModel):
+    """Base of every schedule spec (torch, Keras, Caffe, composite)."""
+
+    per_group_fields: ClassVar[tuple[str, ...]] = ()
+
+    def to_schedule(self, base_lrs: np.ndarray[Any, np.dtype[np.float64]]) -> Schedule:
+        """Build the numeric schedule for the given per-group base LRs (shape ``(G,)``)."""
+        raise NotImplementedError
+
+    def nested(self) -> list[ScheduleSpecBase]:
+        """Child schedules of a composite (SequentialLR, ChainedScheduler); empty for primitives."""
+        return []
+
+    def group_count_errors(self, num_groups: int, loc: tuple[str | int, ...]) -> list[tuple[tuple[str | int, ...], str]]:
+        """Per-group lists whose length differs from ``num_groups``, as ``(loc, message)``."""
+        out: list[tuple[tuple[str | int, ...], str]] = []
+        for name in self.per_group_fields:
+            value = getattr(self, name)
+            if isinstance(value, list) and len(value) != num_groups:
+                out.append(
+                    (
+                        (*loc, name),
+                        f"has {len(value)} entries but the run has {num_groups} param groups "
+                        "(give a scalar or one value per group)",
+                    )
+                )
+        return out

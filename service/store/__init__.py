@@ -1,0 +1,1 @@
+"""Persistence of runs and their event histories (see ``base.Store`` for the contract)."""

@@ -203,7 +203,13 @@ class ChangeResult(WireModel):
 
 class ResumeIn(WireModel):
     step: Step = Field(description="the checkpoint's step: the next step the job will train")
-    incarnation: int | None = Field(None, description="the caller's incarnation, if it has one (else a new one)")
+    incarnation: int | None = Field(None, description="the caller's incarnation, if it has one (informational)")
+    key: str | None = Field(
+        None,
+        max_length=200,
+        description="idempotency key of this restart (e.g. the job's launch id): every rank may send the same "
+        "resume and one incarnation results",
+    )
 
 
 class ResumeResult(WireModel):

@@ -82,7 +82,9 @@ def reduction_multipliers(spec: PlateauSpec, lr_now: FloatArray) -> FloatArray:
     return np.where(applies, spec.factor, 1.0)
 
 
-def observe(spec: PlateauSpec, state: PlateauState, value: float, lr_now: FloatArray) -> tuple[PlateauState, FloatArray]:
+def observe(
+    spec: PlateauSpec, state: PlateauState, value: float, lr_now: FloatArray
+) -> tuple[PlateauState, FloatArray]:
     """Feed one metric value. ``lr_now``: each group's LR at the metric's step. Returns (state, multipliers)."""
     ones = np.ones(lr_now.shape[0])
     state = replace(state, last_value=value)

@@ -69,7 +69,9 @@ class ScheduleSpecBase(StrictModel):
         """Child schedules of a composite (SequentialLR, ChainedScheduler); empty for primitives."""
         return []
 
-    def group_count_errors(self, num_groups: int, loc: tuple[str | int, ...]) -> list[tuple[tuple[str | int, ...], str]]:
+    def group_count_errors(
+        self, num_groups: int, loc: tuple[str | int, ...]
+    ) -> list[tuple[tuple[str | int, ...], str]]:
         """Per-group lists whose length differs from ``num_groups``, as ``(loc, message)``."""
         out: list[tuple[tuple[str | int, ...], str]] = []
         for name in self.per_group_fields:
@@ -83,3 +85,8 @@ class ScheduleSpecBase(StrictModel):
                     )
                 )
         return out
+
+
+def schedule_type(spec: ScheduleSpecBase) -> str:
+    """The ``type`` tag of a schedule spec (every member of the union has one)."""
+    return str(getattr(spec, "type", type(spec).__name__))

@@ -15,7 +15,6 @@ from __future__ import annotations
 from typing import Any, ClassVar, Literal
 
 import numpy as np
-
 from pydantic import Field, NonNegativeInt, model_validator
 
 from lrserve.schemas.core.schedule import Schedule, constant
@@ -36,7 +35,8 @@ class PlateauSpec(StrictModel):
         description="name of the metric watched (Keras: monitor); other metrics are recorded, not used",
     )
     mode: Literal["min", "max", "auto"] = Field(
-        "min", description="min: lower is better; max: higher is better; auto (Keras): max if 'acc' in the name"
+        "min",
+        description="min: lower is better; max: higher is better; auto (Keras): max if 'acc' in the name",
     )
     factor: FiniteFloat = Field(0.1, description="multiplier of a reduction, in (0, 1)")
     patience: NonNegativeInt = Field(10, description="bad values tolerated before a reduction")

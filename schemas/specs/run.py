@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import numpy as np
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from lrserve.schemas.specs.base import FiniteFloat, ScheduleSpecBase, StrictModel
+from lrserve.schemas.specs.base import FiniteFloat, ScheduleSpecBase, StrictModel, schedule_type
 from lrserve.schemas.specs.plateau import PlateauSpec, ReduceLROnPlateau
 from lrserve.schemas.specs.union import ScheduleSpec
 
@@ -34,7 +34,9 @@ class ParamGroup(StrictModel):
     )
 
 
-def _all_nested(spec: ScheduleSpecBase, loc: tuple[str | int, ...]) -> list[tuple[ScheduleSpecBase, tuple[str | int, ...]]]:
+def _all_nested(
+    spec: ScheduleSpecBase, loc: tuple[str | int, ...]
+) -> list[tuple[ScheduleSpecBase, tuple[str | int, ...]]]:
     out = [(spec, loc)]
     for i, child in enumerate(spec.nested()):
         out.extend(_all_nested(child, (*loc, "schedulers", i)))
@@ -77,8 +79,7 @@ class RunSpec(StrictModel):
                 missing = [g.name for g in groups if g.lr is None]
                 if missing:
                     problems.append(
-                        f"{spec.model_fields['type'].default} scales each group's base LR: "
-                        f"param_groups {missing} need an 'lr'"
+                        f"{schedule_type(spec)} scales each group's base LR: param_groups {missing} need an 'lr'"
                     )
         if problems:
             raise ValueError("; ".join(problems))
@@ -87,9 +88,7 @@ class RunSpec(StrictModel):
     @model_validator(mode="after")
     def _plateau_rules(self) -> RunSpec:
         if isinstance(self.schedule, ReduceLROnPlateau) and self.plateau is not None:
-            raise ValueError(
-                "schedule ReduceLROnPlateau already carries the plateau rules; drop the 'plateau' block"
-            )
+            raise ValueError("schedule ReduceLROnPlateau already carries the plateau rules; drop the 'plateau' block")
         plateau = self.effective_plateau()
         if plateau is not None:
             errors = [msg for _, msg in _min_lr_errors(plateau, len(self.param_groups))]

@@ -74,7 +74,9 @@ class RunTransaction(Protocol):
     def append(self, event: NewEvent) -> EventRecord:
         """Append one event (seq = last_seq + 1) and bump the row's ``last_seq``/``updated_at``."""
 
-    def update(self, *, horizon: int | None = None, revision: int | None = None, incarnation: int | None = None) -> RunRecord:
+    def update(
+        self, *, horizon: int | None = None, revision: int | None = None, incarnation: int | None = None
+    ) -> RunRecord:
         """Change the row's counters (those given); ``updated_at`` is set to now."""
 
 
@@ -89,7 +91,9 @@ class Store(Protocol):
     def ping(self) -> None:
         """Raise ``Unavailable`` unless the database answers."""
 
-    def create_run(self, run_id: str, spec: dict[str, Any], labels: Mapping[str, str], first: NewEvent) -> tuple[RunRecord, bool]:
+    def create_run(
+        self, run_id: str, spec: dict[str, Any], labels: Mapping[str, str], first: NewEvent
+    ) -> tuple[RunRecord, bool]:
         """Insert a run and its first event; ``(existing, False)`` if the id is taken."""
 
     def get_run(self, run_id: str) -> RunRecord | None: ...

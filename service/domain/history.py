@@ -1,0 +1,169 @@
+"""Folding a run's events into its state: the plan, the plateau state and what still counts.
+
+The fold is a pure function of the event list (invariant 1: same history, same numbers). It is incremental:
+``RunState.extend(events)`` continues from where the state left off, except after a ``resume``, which changes
+which metrics count and therefore replays the plateau from the start.
+
+Which metrics count: a metric of incarnation ``j`` at step ``m`` stops counting when a later ``resume`` declares
+step ``k <= m`` as the next step to train (the work that produced it will be redone). Plateau rules process
+counting metrics in the order they were recorded; a ``plateau`` change restarts the state with its rules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from lrserve.schemas.core import plateau as plateau_core
+from lrserve.schemas.core.schedule import Schedule
+from lrserve.schemas.specs.base import ScheduleSpecBase
+from lrserve.schemas.specs.plateau import PlateauSpec
+from lrserve.schemas.specs.run import RunSpec
+from lrserve.schemas.wire import PlateauChange
+from lrserve.service.domain.events import ChangeRec, MetricRec, ResumeRec, parse
+from lrserve.service.domain.plan import Plan, Reduction
+from lrserve.service.store.base import EventRecord
+
+
+def _build(base_lrs: np.ndarray, cache: dict[str, Schedule], spec: ScheduleSpecBase) -> Schedule:
+    key = spec.model_dump_json()
+    schedule = cache.get(key)
+    if schedule is None:
+        schedule = spec.to_schedule(base_lrs)
+        cache[key] = schedule
+    return schedule
+
+
+@dataclass
+class RunState:
+    """Everything derived from a run's history. Mutated only by ``extend`` (callers hold the run's lock)."""
+
+    spec: RunSpec
+    last_seq: int = 1
+    changes: list[ChangeRec] = field(default_factory=list)
+    metrics: list[MetricRec] = field(default_factory=list)
+    resumes: list[ResumeRec] = field(default_factory=list)
+    reductions: list[Reduction] = field(default_factory=list)
+    counting: dict[tuple[int, str], MetricRec] = field(default_factory=dict)
+    plateau: PlateauSpec | None = None
+    plateau_state: plateau_core.PlateauState | None = None
+    _schedules: dict[str, Schedule] = field(default_factory=dict)
+    _plan: Plan | None = None
+
+    def __post_init__(self) -> None:
+        self.plateau = self.spec.effective_plateau()
+        self.plateau_state = None if self.plateau is None else plateau_core.initial_state(self.plateau)
+
+    # ---- reading ------------------------------------------------------------------------------------------------
+
+    @property
+    def plan(self) -> Plan:
+        if self._plan is None:
+            self._plan = Plan(self.spec, self.changes, self.reductions, self.build)
+        return self._plan
+
+    def build(self, spec: ScheduleSpecBase) -> Schedule:
+        return _build(self.spec.base_lrs(), self._schedules, spec)
+
+    @property
+    def revision(self) -> int:
+        return self.changes[-1].revision if self.changes else 0
+
+    @property
+    def incarnation(self) -> int:
+        return self.resumes[-1].incarnation if self.resumes else 1
+
+    def counting_metric(self, step: int, name: str) -> MetricRec | None:
+        return self.counting.get((step, name))
+
+    def last_metric(self) -> MetricRec | None:
+        return self.metrics[-1] if self.metrics else None
+
+    # ---- folding ------------------------------------------------------------------------------------------------
+
+    def extend(self, events: Iterable[EventRecord]) -> list[Reduction]:
+        """Fold new events (seq > last_seq, in order). Returns the reductions the new metrics triggered."""
+        new: list[Reduction] = []
+        replay = False
+        for event in events:
+            if event.seq <= self.last_seq:
+                continue
+            self.last_seq = event.seq
+            rec = parse(event)
+            if isinstance(rec, ChangeRec):
+                self.changes.append(rec)
+                self._plan = None
+                if isinstance(rec.change, PlateauChange):
+                    self._restart_plateau(rec.change.plateau)
+            elif isinstance(rec, MetricRec):
+                self.metrics.append(rec)
+                if not replay:
+                    self.counting[(rec.step, rec.name)] = rec
+                    reduction = self._observe(rec)
+                    if reduction is not None:
+                        new.append(reduction)
+            elif isinstance(rec, ResumeRec):
+                self.resumes.append(rec)
+                replay = True
+        if replay:
+            self._replay()
+            new = []
+        return new
+
+    def _restart_plateau(self, plateau: PlateauSpec | None) -> None:
+        self.plateau = plateau
+        self.plateau_state = None if plateau is None else plateau_core.initial_state(plateau)
+
+    def _observe(self, metric: MetricRec) -> Reduction | None:
+        if self.plateau is None or self.plateau_state is None or metric.name != self.plateau.metric:
+            return None
+        lr_now = self.plan.values(np.array([metric.step], dtype=np.int64))[0][:, 0]
+        self.plateau_state, mult = plateau_core.observe(self.plateau, self.plateau_state, metric.value, lr_now)
+        if np.all(mult == 1.0):
+            return None
+        reduction = Reduction(metric.seq, metric.step, metric.applies_from, tuple(float(m) for m in mult))
+        self.reductions.append(reduction)
+        self._plan = None
+        return reduction
+
+    def _replay(self) -> None:
+        """Recompute what counts and the plateau from the start (after a resume)."""
+        later_min: int | None = None
+        resume_by_seq = sorted(self.resumes, key=lambda r: r.seq, reverse=True)
+        counting_seqs: set[int] = set()
+        ri = 0
+        for metric in sorted(self.metrics, key=lambda m: m.seq, reverse=True):
+            while ri < len(resume_by_seq) and resume_by_seq[ri].seq > metric.seq:
+                step = resume_by_seq[ri].step
+                later_min = step if later_min is None else min(later_min, step)
+                ri += 1
+            if later_min is None or metric.step < later_min:
+                counting_seqs.add(metric.seq)
+        # Rebuild the derived state by re-folding changes and counting metrics in recorded order.
+        self.reductions = []
+        self.counting = {}
+        self._plan = None
+        self._restart_plateau(self.spec.effective_plateau())
+        changes, self.changes = self.changes, []
+        timeline: list[ChangeRec | MetricRec] = [
+            *changes,
+            *(m for m in self.metrics if m.seq in counting_seqs),
+        ]
+        timeline.sort(key=lambda r: r.seq)
+        for rec in timeline:
+            if isinstance(rec, ChangeRec):
+                self.changes.append(rec)
+                self._plan = None
+                if isinstance(rec.change, PlateauChange):
+                    self._restart_plateau(rec.change.plateau)
+            else:
+                self.counting[(rec.step, rec.name)] = rec
+                self._observe(rec)
+
+
+def fold(spec: RunSpec, events: Iterable[EventRecord]) -> RunState:
+    state = RunState(spec=spec)
+    state.extend(events)
+    return state

@@ -1,0 +1,182 @@
+"""The plan: a run's LR at any step, given its spec, its changes and its plateau reductions.
+
+The rules (documented for users in the README):
+
+- Changes apply in the order they were recorded, each from its ``from_step`` on. At step ``s`` the plan is the
+  spec folded with every change whose ``from_step <= s``.
+- ``replace`` swaps the schedule (``origin: restart`` evaluates it at ``s - from_step``) and ends any manual
+  scale or ``set``; plateau reductions already made keep counting.
+- ``scale`` multiplies the manual scale (and ends a ``set``).
+- ``set`` holds a fixed LR from ``from_step`` to ``until_step`` (exclusive; null: until another replace,
+  scale or set), whatever else applies.
+- ``plateau`` replaces (or, with null, removes) the plateau rules: its state restarts, the scale it has built
+  stays.
+- Reductions multiply the plateau scale from their ``from_step`` on; after a group's first reduction its LR is
+  ``max(schedule * manual * plateau_scale, min_lr)``.
+
+Because every change and reduction starts above the horizon at the time it is recorded, no later event can
+alter a served step (until a resume explicitly re-opens steps).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from lrserve.schemas.core.schedule import Schedule, Values
+from lrserve.schemas.evaluate import apply_scale
+from lrserve.schemas.specs.base import ScheduleSpecBase, schedule_type
+from lrserve.schemas.specs.plateau import PlateauSpec
+from lrserve.schemas.specs.run import RunSpec
+from lrserve.schemas.wire import PlateauChange, ReplaceChange, ScaleChange, SetChange
+from lrserve.service.domain.events import ChangeRec
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class Reduction:
+    metric_seq: int
+    metric_step: int
+    from_step: int
+    multipliers: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class Layer:
+    """The plan in force over one interval of steps."""
+
+    schedule: Schedule
+    schedule_type: str
+    origin: int
+    manual: FloatArray
+    set_lr: FloatArray | None
+    plateau: PlateauSpec | None
+    plateau_scale: FloatArray
+    reduced: npt.NDArray[np.bool_]
+
+    def lr(self, steps: IntArray) -> Values:
+        if self.set_lr is not None:
+            return np.repeat(self.set_lr.reshape(-1, 1), steps.shape[0], axis=1)
+        raw = self.schedule.lr(steps - self.origin)
+        g = raw.shape[0]
+        scale = np.broadcast_to((self.manual * self.plateau_scale).reshape(g, 1), raw.shape)
+        reduced = np.broadcast_to(self.reduced.reshape(g, 1), raw.shape)
+        return apply_scale(self.plateau, raw, scale, reduced)
+
+    def momentum(self, steps: IntArray) -> Values | None:
+        return None if self.schedule.momentum is None else self.schedule.momentum(steps - self.origin)
+
+    @property
+    def scale(self) -> FloatArray:
+        return self.manual * self.plateau_scale
+
+    def end_step(self) -> int | None:
+        """First step past the schedule's defined steps (None: unbounded; a held ``set`` never ends)."""
+        if self.set_lr is not None or self.schedule.total_steps is None:
+            return None
+        return self.origin + self.schedule.total_steps
+
+
+ScheduleBuilder = Callable[[ScheduleSpecBase], Schedule]
+
+
+class Plan:
+    """Evaluates the folded plan at arrays of steps (vectorized within each interval between breakpoints)."""
+
+    def __init__(
+        self,
+        spec: RunSpec,
+        changes: Sequence[ChangeRec],
+        reductions: Sequence[Reduction],
+        build: ScheduleBuilder,
+    ) -> None:
+        self.spec = spec
+        self.changes = list(changes)
+        self.reductions = list(reductions)
+        self._build = build
+        self.num_groups = len(spec.param_groups)
+        points = {0}
+        for c in self.changes:
+            points.add(c.from_step)
+            if isinstance(c.change, SetChange) and c.change.until_step is not None:
+                points.add(c.change.until_step)
+        points.update(r.from_step for r in self.reductions)
+        self.breakpoints: IntArray = np.array(sorted(points), dtype=np.int64)
+        self._layers: dict[int, Layer] = {}
+
+    def layer_at(self, step: int) -> Layer:
+        start = int(self.breakpoints[np.searchsorted(self.breakpoints, step, side="right") - 1])
+        layer = self._layers.get(start)
+        if layer is None:
+            layer = self._fold(start)
+            self._layers[start] = layer
+        return layer
+
+    def _fold(self, step: int) -> Layer:
+        g = self.num_groups
+        schedule_spec: ScheduleSpecBase = self.spec.schedule
+        origin = 0
+        manual = np.ones(g)
+        set_lr: FloatArray | None = None
+        plateau = self.spec.effective_plateau()
+        for rec in self.changes:
+            if rec.from_step > step:
+                continue
+            ch = rec.change
+            if isinstance(ch, ReplaceChange):
+                schedule_spec = ch.schedule
+                origin = rec.from_step if ch.origin == "restart" else 0
+                manual = np.ones(g)
+                set_lr = None
+            elif isinstance(ch, ScaleChange):
+                manual = manual * ch.factor
+                set_lr = None
+            elif isinstance(ch, SetChange):
+                until = ch.until_step
+                set_lr = (
+                    np.broadcast_to(np.asarray(ch.lr, dtype=np.float64), (g,)).copy()
+                    if until is None or step < until
+                    else None
+                )
+            elif isinstance(ch, PlateauChange):
+                plateau = ch.plateau
+        plateau_scale = np.ones(g)
+        reduced = np.zeros(g, dtype=bool)
+        for r in self.reductions:
+            if r.from_step <= step:
+                mult = np.asarray(r.multipliers)
+                plateau_scale = plateau_scale * mult
+                reduced |= mult != 1.0
+        return Layer(
+            schedule=self._build(schedule_spec),
+            schedule_type=schedule_type(schedule_spec),
+            origin=origin,
+            manual=manual,
+            set_lr=set_lr,
+            plateau=plateau,
+            plateau_scale=plateau_scale,
+            reduced=reduced,
+        )
+
+    def values(self, steps: IntArray) -> tuple[Values, Values | None]:
+        """``(lr, momentum)`` of shape ``(G, N)``; momentum is None when no layer cycles it (NaN where some don't)."""
+        n = steps.shape[0]
+        lr = np.empty((self.num_groups, n))
+        momentum: Values | None = None
+        idx = np.searchsorted(self.breakpoints, steps, side="right") - 1
+        for k in np.unique(idx):
+            mask = idx == k
+            layer = self.layer_at(int(self.breakpoints[k]))
+            part = steps if mask.all() else steps[mask]
+            lr[:, mask] = layer.lr(part)
+            mom = layer.momentum(part)
+            if mom is not None:
+                if momentum is None:
+                    momentum = np.full((self.num_groups, n), np.nan)
+                momentum[:, mask] = mom
+        return lr, momentum

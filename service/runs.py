@@ -1,0 +1,663 @@
+"""RunService: the one entry point of the HTTP layer into the run model (no FastAPI, no SQL here).
+
+Each write is one store transaction on the run (serialized across processes): catch up with events recorded
+elsewhere, check the request against the folded state, append events, commit. The folded state is cached per
+run; a served (frozen) step is answered from the cache without touching the store — safe because nothing
+recorded later can change a step at or below the horizon within an incarnation (see ``domain.plan``).
+On a shared store (PostgreSQL replicas) a lease that does not carry the caller's incarnation re-reads the run
+row first, since a resume on another replica may have re-opened steps.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import numpy as np
+
+from lrserve.schemas.errors import (
+    FieldError,
+    HorizonConflict,
+    InvalidInput,
+    MetricConflict,
+    PreconditionFailed,
+    RevisionConflict,
+    RunExists,
+    RunNotFound,
+    StaleIncarnation,
+)
+from lrserve.schemas.specs.base import schedule_type
+from lrserve.schemas.specs.plateau import ReduceLROnPlateau
+from lrserve.schemas.specs.run import RunSpec
+from lrserve.schemas.validation import validate_model
+from lrserve.schemas.wire import (
+    MAX_CURVE_POINTS,
+    ChangeIn,
+    ChangeResult,
+    CurveGroups,
+    CurveRequest,
+    Event,
+    EventPage,
+    Marker,
+    MetricBatch,
+    MetricPublic,
+    MetricsResult,
+    PlateauChange,
+    PlateauStatePublic,
+    ReductionPublic,
+    ReplaceChange,
+    ResumeIn,
+    ResumeResult,
+    RunCreate,
+    RunPage,
+    RunPublic,
+    RunSummary,
+    SetChange,
+)
+from lrserve.service.domain import events as ev
+from lrserve.service.domain.events import ChangeRec
+from lrserve.service.domain.history import RunState
+from lrserve.service.domain.plan import Plan
+from lrserve.service.domain.views import CurveData, LeaseData, groups_of
+from lrserve.service.store.base import EventRecord, NewEvent, RunRecord, RunTransaction, Store, iter_pages
+
+T = TypeVar("T")
+
+
+@dataclass
+class _Entry:
+    run: RunRecord
+    state: RunState
+    lock: threading.RLock = field(default_factory=threading.RLock)
+
+
+def _deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+class RunService:
+    def __init__(self, store: Store, *, presets: Mapping[str, dict[str, Any]] | None = None) -> None:
+        self._store = store
+        self._presets = dict(presets or {})
+        self._cache: dict[str, _Entry] = {}
+        self._cache_lock = threading.Lock()
+
+    # ---- loading and the write boundary -------------------------------------------------------------------------
+
+    def _load(self, run_id: str) -> _Entry:
+        with self._cache_lock:
+            entry = self._cache.get(run_id)
+        if entry is not None:
+            return entry
+        run = self._store.get_run(run_id)
+        if run is None:
+            raise RunNotFound(detail=f"no run {run_id!r}")
+        state = RunState(spec=RunSpec.model_validate(run.spec))
+        state.extend(e for e in iter_pages(self._store, run_id) if e.seq > 1)
+        entry = _Entry(run=run, state=state)
+        with self._cache_lock:
+            return self._cache.setdefault(run_id, entry)
+
+    def _forget(self, run_id: str) -> None:
+        with self._cache_lock:
+            self._cache.pop(run_id, None)
+
+    def _refresh(self, run_id: str) -> _Entry:
+        """The entry brought up to date with the store (on a shared store; a no-op cost otherwise)."""
+        entry = self._load(run_id)
+        if not self._store.shared:
+            return entry
+        run = self._store.get_run(run_id)
+        if run is None:
+            self._forget(run_id)
+            raise RunNotFound(detail=f"no run {run_id!r}")
+        with entry.lock:
+            if run.created_at != entry.run.created_at:
+                self._forget(run_id)
+                return self._load(run_id)
+            if run.last_seq > entry.state.last_seq:
+                entry.state.extend(self._store.events(run_id, after=entry.state.last_seq))
+            entry.run = run
+        return entry
+
+    def _write(self, run_id: str, fn: Callable[[RunTransaction, _Entry], T]) -> T:
+        entry = self._load(run_id)
+        with entry.lock:
+            try:
+                with self._store.transaction(run_id) as tx:
+                    if tx.run.created_at != entry.run.created_at:
+                        raise _Recreated
+                    entry.state.extend(tx.events_after(entry.state.last_seq))
+                    result = fn(tx, entry)
+                    run = tx.run
+            except _Recreated:
+                self._forget(run_id)
+                return self._write(run_id, fn)
+            except BaseException:
+                # The in-memory fold may hold events that did not commit: rebuild it from the store next time.
+                self._forget(run_id)
+                raise
+            entry.run = run
+        return result
+
+    @staticmethod
+    def _check_incarnation(entry: _Entry, incarnation: int | None) -> None:
+        current = entry.state.incarnation
+        if incarnation is None or incarnation == current:
+            return
+        if incarnation < current:
+            raise StaleIncarnation(
+                detail=f"incarnation {incarnation} is stale: the run resumed as incarnation {current}",
+                extra={"incarnation": current},
+            )
+        raise InvalidInput(
+            detail=f"incarnation {incarnation} does not exist (current: {current})",
+            errors=[FieldError(("incarnation",), f"must be <= {current}")],
+        )
+
+    # ---- runs ---------------------------------------------------------------------------------------------------
+
+    def _resolve_spec(self, body: RunCreate) -> RunSpec:
+        if body.preset is None:
+            if body.spec is None:
+                raise InvalidInput(detail="give a spec or a preset", errors=[FieldError(("spec",), "required")])
+            if body.overrides:
+                raise InvalidInput(
+                    detail="overrides apply to a preset",
+                    errors=[FieldError(("overrides",), "needs 'preset'")],
+                )
+            return body.spec
+        if body.spec is not None:
+            raise InvalidInput(
+                detail="give a spec or a preset, not both",
+                errors=[FieldError(("preset",), "conflicts with spec")],
+            )
+        preset = self._presets.get(body.preset)
+        if preset is None:
+            known = ", ".join(sorted(self._presets)) or "none configured"
+            raise InvalidInput(
+                detail=f"unknown preset {body.preset!r} (known: {known})",
+                errors=[FieldError(("preset",), "unknown preset")],
+            )
+        return validate_model(RunSpec, _deep_merge(preset, body.overrides or {}), prefix=("overrides",))
+
+    def ensure_run(self, run_id: str, body: RunCreate, actor: str | None) -> tuple[RunPublic, bool]:
+        spec = self._resolve_spec(body)
+        spec_json = spec.model_dump(mode="json")
+        first = NewEvent(ev.CREATED, {"spec": spec_json, "labels": dict(body.labels)}, actor=actor)
+        record, created = self._store.create_run(run_id, spec_json, body.labels, first)
+        if not created and RunSpec.model_validate(record.spec) != spec:
+            raise RunExists(
+                detail=f"run {run_id!r} exists with another spec; pick another id or delete it first",
+                extra={"existing_spec": record.spec},
+            )
+        if created:
+            self._forget(run_id)  # a cached entry of a deleted namesake must not survive
+        return self.get_run(run_id), created
+
+    def get_run(self, run_id: str) -> RunPublic:
+        entry = self._refresh(run_id)
+        with entry.lock:
+            return self._public(entry)
+
+    def _public(self, entry: _Entry) -> RunPublic:
+        state, run = entry.state, entry.run
+        next_step = run.horizon + 1
+        layer = state.plan.layer_at(next_step)
+        lr, _ = state.plan.values(np.array([next_step], dtype=np.int64))
+        plateau = None
+        if state.plateau is not None and state.plateau_state is not None:
+            ps = state.plateau_state
+            plateau = PlateauStatePublic(
+                metric=state.plateau.metric,
+                best=ps.best if math.isfinite(ps.best) else None,
+                num_bad=ps.num_bad,
+                cooldown_counter=ps.cooldown_counter,
+                num_reductions=ps.num_reductions,
+                last_value=ps.last_value,
+            )
+        last = state.last_metric()
+        end = layer.end_step()
+        return RunPublic(
+            run_id=run.run_id,
+            spec=state.spec,
+            labels=run.labels,
+            revision=state.revision,
+            horizon=run.horizon,
+            incarnation=state.incarnation,
+            group_names=state.spec.group_names,
+            schedule_type=layer.schedule_type,
+            scale=layer.scale.tolist(),
+            current_lr=lr[:, 0].tolist(),
+            plateau=plateau,
+            last_metric=None if last is None else MetricPublic(step=last.step, name=last.name, value=last.value),
+            total_steps=end,
+            created_at=run.created_at,
+            updated_at=run.updated_at,
+        )
+
+    def list_runs(self, labels: dict[str, str], limit: int, cursor: str | None) -> RunPage:
+        records = self._store.list_runs(labels=labels, limit=limit + 1, after=cursor)
+        page = records[:limit]
+        summaries = [
+            RunSummary(
+                run_id=r.run_id,
+                labels=r.labels,
+                schedule_type=str(r.spec.get("schedule", {}).get("type", "")),
+                revision=r.revision,
+                horizon=r.horizon,
+                incarnation=r.incarnation,
+                created_at=r.created_at,
+                updated_at=r.updated_at,
+            )
+            for r in page
+        ]
+        return RunPage(runs=summaries, next_cursor=page[-1].run_id if len(records) > limit else None)
+
+    def delete_run(self, run_id: str, actor: str | None) -> None:
+        deleted = self._store.delete_run(run_id)
+        self._forget(run_id)
+        if not deleted:
+            raise RunNotFound(detail=f"no run {run_id!r}")
+
+    def ready(self) -> None:
+        self._store.ping()
+
+    # ---- leases -------------------------------------------------------------------------------------------------
+
+    def lease_cached(self, run_id: str, start: int, count: int, incarnation: int | None) -> LeaseData | None:
+        """The lease answered from memory alone, or None when the store must be asked (never blocks on I/O)."""
+        with self._cache_lock:
+            entry = self._cache.get(run_id)
+        if entry is None:
+            return None
+        with entry.lock:
+            frozen = start + count - 1 <= entry.run.horizon
+            trusted = not self._store.shared or incarnation == entry.state.incarnation
+            if not (frozen and trusted):
+                return None
+            self._check_incarnation(entry, incarnation)
+            return self._lease_data(entry, start, count)
+
+    def lease(self, run_id: str, start: int, count: int, incarnation: int | None) -> LeaseData:
+        cached = self.lease_cached(run_id, start, count, incarnation)
+        if cached is not None:
+            return cached
+        stop = start + count - 1
+        entry = self._refresh(run_id)
+        with entry.lock:
+            if stop <= entry.run.horizon:
+                self._check_incarnation(entry, incarnation)
+                return self._lease_data(entry, start, count)
+
+        def extend(tx: RunTransaction, entry: _Entry) -> LeaseData:
+            self._check_incarnation(entry, incarnation)
+            if stop > tx.run.horizon:
+                tx.update(horizon=stop)
+            entry.run = tx.run
+            return self._lease_data(entry, start, count)
+
+        return self._write(run_id, extend)
+
+    def _lease_data(self, entry: _Entry, start: int, count: int) -> LeaseData:
+        steps = np.arange(start, start + count, dtype=np.int64)
+        plan = entry.state.plan
+        lr, momentum = plan.values(steps)
+        end = plan.layer_at(start + count - 1).end_step()
+        return LeaseData(
+            run_id=entry.run.run_id,
+            start=start,
+            count=count,
+            revision=entry.state.revision,
+            incarnation=entry.state.incarnation,
+            horizon=entry.run.horizon,
+            group_names=entry.state.spec.group_names,
+            lr=lr,
+            momentum=momentum,
+            done=end is not None and start + count - 1 >= end,
+            total_steps=end,
+        )
+
+    # ---- metrics ------------------------------------------------------------------------------------------------
+
+    def post_metrics(self, run_id: str, batch: MetricBatch, actor: str | None) -> MetricsResult:
+        def record(tx: RunTransaction, entry: _Entry) -> MetricsResult:
+            state = entry.state
+            self._check_incarnation(entry, batch.incarnation)
+            accepted, duplicates, conflicts = [], [], []
+            in_batch: dict[tuple[int, str], float] = {}
+            for i, m in enumerate(batch.metrics):
+                known = state.counting_metric(m.step, m.name)
+                prior = known.value if known is not None else in_batch.get((m.step, m.name))
+                if prior is None:
+                    in_batch[(m.step, m.name)] = m.value
+                    accepted.append(m)
+                elif prior == m.value or (math.isnan(prior) and math.isnan(m.value)):
+                    duplicates.append(m)
+                else:
+                    conflicts.append(
+                        FieldError(("metrics", i, "value"), f"step {m.step} {m.name!r} is recorded as {prior!r}")
+                    )
+            if conflicts:
+                raise MetricConflict(
+                    detail=f"{len(conflicts)} metric(s) already recorded with another value; nothing was recorded",
+                    errors=conflicts,
+                )
+            reductions = []
+            for m in accepted:
+                applies_from = max(m.step + 1, tx.run.horizon + 1)
+                payload = ev.metric_payload(m.step, m.name, m.value, state.incarnation, applies_from)
+                event = tx.append(NewEvent(ev.METRIC, payload, actor=actor))
+                for red in state.extend([event]):
+                    reductions.append(red)
+                    audit = {
+                        "metric_seq": red.metric_seq,
+                        "metric_step": red.metric_step,
+                        "from_step": red.from_step,
+                        "multipliers": list(red.multipliers),
+                    }
+                    state.extend([tx.append(NewEvent(ev.REDUCTION, audit, actor="plateau"))])
+            public = self._public(_Entry(run=tx.run, state=state))
+            return MetricsResult(
+                accepted=[MetricPublic(step=m.step, name=m.name, value=m.value) for m in accepted],
+                duplicates=[MetricPublic(step=m.step, name=m.name, value=m.value) for m in duplicates],
+                plateau=public.plateau,
+                reductions=[
+                    ReductionPublic(metric_step=r.metric_step, from_step=r.from_step, multipliers=list(r.multipliers))
+                    for r in reductions
+                ],
+                reduction_from_step=reductions[-1].from_step if reductions else None,
+            )
+
+        return self._write(run_id, record)
+
+    # ---- changes ------------------------------------------------------------------------------------------------
+
+    def _check_change(self, entry: _Entry, change: ChangeIn, horizon: int) -> int:
+        spec = entry.state.spec
+        groups = len(spec.param_groups)
+        from_step = horizon + 1 if change.from_step is None else change.from_step
+        if from_step <= horizon:
+            raise HorizonConflict(
+                detail=f"steps up to {horizon} are already served; from_step must be >= {horizon + 1}",
+                errors=[FieldError(("from_step",), f"must be > horizon {horizon}")],
+                extra={"horizon": horizon},
+            )
+        if isinstance(change, ReplaceChange):
+            if isinstance(change.schedule, ReduceLROnPlateau):
+                raise InvalidInput(
+                    detail="replace cannot install ReduceLROnPlateau; use op 'plateau' to change plateau rules",
+                    errors=[FieldError(("schedule", "type"), "ReduceLROnPlateau is not allowed in a replace")],
+                )
+            candidate = {
+                "param_groups": [g.model_dump(mode="json") for g in spec.param_groups],
+                "schedule": change.schedule.model_dump(mode="json"),
+            }
+            validate_model(RunSpec, candidate)
+        elif isinstance(change, SetChange):
+            if isinstance(change.lr, list) and len(change.lr) != groups:
+                raise InvalidInput(
+                    detail=f"lr has {len(change.lr)} entries; the run has {groups} param groups",
+                    errors=[FieldError(("lr",), f"give a scalar or {groups} values")],
+                )
+            if change.until_step is not None and change.until_step <= from_step:
+                raise InvalidInput(
+                    detail="until_step must be after from_step",
+                    errors=[FieldError(("until_step",), f"must be > from_step {from_step}")],
+                )
+        elif isinstance(change, PlateauChange) and change.plateau is not None:
+            min_lr = change.plateau.min_lr
+            if isinstance(min_lr, list) and len(min_lr) != groups:
+                raise InvalidInput(
+                    detail=f"plateau.min_lr has {len(min_lr)} entries; the run has {groups} param groups",
+                    errors=[FieldError(("plateau", "min_lr"), f"give a scalar or {groups} values")],
+                )
+        return from_step
+
+    @staticmethod
+    def _check_revision(state: RunState, change: ChangeIn, if_match: int | None) -> None:
+        if change.expected_revision is not None and change.expected_revision != state.revision:
+            raise RevisionConflict(
+                detail=f"the run is at revision {state.revision}, not {change.expected_revision}: "
+                "someone changed it first; reload and retry",
+                extra={"revision": state.revision},
+            )
+        if if_match is not None and if_match != state.revision:
+            raise PreconditionFailed(
+                detail=f"If-Match {if_match} does not match revision {state.revision}",
+                extra={"revision": state.revision},
+            )
+
+    def change(self, run_id: str, change: ChangeIn, actor: str | None, if_match: int | None = None) -> ChangeResult:
+        if change.dry_run:
+            entry = self._refresh(run_id)
+            with entry.lock:
+                self._check_revision(entry.state, change, if_match)
+                from_step = self._check_change(entry, change, entry.run.horizon)
+                return self._preview(entry, change, from_step, actor)
+
+        def record(tx: RunTransaction, entry: _Entry) -> ChangeResult:
+            self._check_revision(entry.state, change, if_match)
+            from_step = self._check_change(entry, change, tx.run.horizon)
+            revision = entry.state.revision + 1
+            payload = ev.change_payload(change, from_step, revision)
+            event = tx.append(NewEvent(ev.CHANGE, payload, actor=actor, reason=change.reason))
+            entry.state.extend([event])
+            tx.update(revision=revision)
+            return ChangeResult(
+                applied=True,
+                revision=revision,
+                from_step=from_step,
+                event_seq=event.seq,
+                current=None,
+                proposed=None,
+            )
+
+        return self._write(run_id, record)
+
+    def _preview(self, entry: _Entry, change: ChangeIn, from_step: int, actor: str | None) -> ChangeResult:
+        state = entry.state
+        steps = np.arange(from_step, from_step + change.preview_steps, dtype=np.int64)
+        names = state.spec.group_names
+        lr, mom = state.plan.values(steps)
+        rec = ChangeRec(
+            seq=state.last_seq + 1,
+            from_step=from_step,
+            revision=state.revision + 1,
+            change=ev.CHANGE_ADAPTER.validate_python(ev.change_payload(change, from_step, 0)["change"]),
+            at=datetime.now(UTC),
+            actor=actor,
+            reason=change.reason,
+        )
+        proposed_plan = Plan(state.spec, [*state.changes, rec], state.reductions, state.build)
+        lr2, mom2 = proposed_plan.values(steps)
+        step_list = steps.tolist()
+        return ChangeResult(
+            applied=False,
+            revision=state.revision,
+            from_step=from_step,
+            event_seq=None,
+            current=CurveGroups(steps=step_list, groups=groups_of(names, lr, mom)),
+            proposed=CurveGroups(steps=step_list, groups=groups_of(names, lr2, mom2)),
+        )
+
+    # ---- resume -------------------------------------------------------------------------------------------------
+
+    def resume(self, run_id: str, body: ResumeIn, actor: str | None) -> ResumeResult:
+        def record(tx: RunTransaction, entry: _Entry) -> ResumeResult:
+            state = entry.state
+            done = next((r for r in state.resumes if body.key is not None and r.key == body.key), None)
+            if done is None:
+                incarnation = state.incarnation + 1
+                payload = {
+                    "step": body.step,
+                    "incarnation": incarnation,
+                    "previous_horizon": tx.run.horizon,
+                    "key": body.key,
+                }
+                state.extend([tx.append(NewEvent(ev.RESUME, payload, actor=actor))])
+                # Steps from body.step on are re-opened; the values at body.step are served now.
+                tx.update(horizon=body.step, incarnation=incarnation)
+                step = body.step
+            else:
+                incarnation, step = done.incarnation, done.step
+            entry.run = tx.run
+            lr, mom = state.plan.values(np.array([step], dtype=np.int64))
+            return ResumeResult(
+                incarnation=incarnation,
+                step=step,
+                horizon=tx.run.horizon,
+                groups=groups_of(state.spec.group_names, lr, mom),
+            )
+
+        return self._write(run_id, record)
+
+    # ---- curves and events --------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _check_range(start: int, stop: int, stride: int) -> np.ndarray[Any, np.dtype[np.int64]]:
+        if stop <= start:
+            raise InvalidInput(
+                detail="stop must be > start", errors=[FieldError(("stop",), f"must be > start {start}")]
+            )
+        if stride < 1:
+            raise InvalidInput(detail="stride must be >= 1", errors=[FieldError(("stride",), "must be >= 1")])
+        points = -(-(stop - start) // stride)
+        if points > MAX_CURVE_POINTS:
+            raise InvalidInput(
+                detail=f"{points} points asked; at most {MAX_CURVE_POINTS} (raise stride)",
+                errors=[FieldError(("stride",), f"too small for {stop - start} steps")],
+            )
+        return np.arange(start, stop, stride, dtype=np.int64)
+
+    def curve(self, run_id: str, start: int, stop: int, stride: int) -> CurveData:
+        steps = self._check_range(start, stop, stride)
+        entry = self._refresh(run_id)
+        with entry.lock:
+            state = entry.state
+            lr, mom = state.plan.values(steps)
+            return CurveData(
+                run_id=run_id,
+                start=start,
+                stop=stop,
+                stride=stride,
+                steps=steps,
+                group_names=state.spec.group_names,
+                lr=lr,
+                momentum=mom,
+                horizon=entry.run.horizon,
+                revision=state.revision,
+                markers=self._markers(state),
+            )
+
+    @staticmethod
+    def _markers(state: RunState) -> list[Marker]:
+        markers = [
+            Marker(
+                step=c.from_step,
+                kind="change",
+                detail=_describe_change(c),
+                actor=c.actor,
+                reason=c.reason,
+                at=c.at,
+            )
+            for c in state.changes
+        ]
+        by_seq = {m.seq: m for m in state.metrics}
+        for r in state.reductions:
+            trigger = by_seq[r.metric_seq]
+            factors = ", ".join(f"{m:g}" for m in r.multipliers)
+            markers.append(
+                Marker(
+                    step=r.from_step,
+                    kind="reduction",
+                    detail=f"plateau: x[{factors}] after {trigger.name}={trigger.value:g} at step {r.metric_step}",
+                    actor="plateau",
+                    reason=None,
+                    at=trigger.at,
+                )
+            )
+        markers.extend(
+            Marker(
+                step=r.step,
+                kind="resume",
+                detail=f"incarnation {r.incarnation}",
+                actor=r.actor,
+                reason=None,
+                at=r.at,
+            )
+            for r in state.resumes
+        )
+        markers.sort(key=lambda m: (m.step, m.at))
+        return markers
+
+    def preview_curve(self, req: CurveRequest) -> CurveData:
+        steps = self._check_range(req.start, req.stop, req.stride)
+        state = RunState(spec=req.spec)
+        now = datetime.now(UTC)
+        fake = [
+            EventRecord(
+                run_id="",
+                seq=i + 2,
+                kind=ev.METRIC,
+                at=now,
+                actor=None,
+                reason=None,
+                payload=ev.metric_payload(m.step, m.name, m.value, 1, m.step + 1),
+            )
+            for i, m in enumerate(sorted(req.metrics, key=lambda m: m.step))
+        ]
+        state.extend(fake)
+        lr, mom = state.plan.values(steps)
+        return CurveData(
+            run_id=None,
+            start=req.start,
+            stop=req.stop,
+            stride=req.stride,
+            steps=steps,
+            group_names=req.spec.group_names,
+            lr=lr,
+            momentum=mom,
+            horizon=-1,
+            revision=0,
+            markers=self._markers(state),
+        )
+
+    def events(self, run_id: str, after: int, limit: int) -> EventPage:
+        records = self._store.events(run_id, after=after, limit=limit + 1)
+        if not records and self._store.get_run(run_id) is None:
+            raise RunNotFound(detail=f"no run {run_id!r}")
+        page = records[:limit]
+        return EventPage(
+            events=[
+                Event(seq=r.seq, kind=r.kind, at=r.at, actor=r.actor, reason=r.reason, payload=r.payload) for r in page
+            ],
+            next_after=page[-1].seq if len(records) > limit else None,
+        )
+
+
+class _Recreated(Exception):
+    """The run was deleted and created again since it was cached."""
+
+
+def _describe_change(c: ChangeRec) -> str:
+    ch = c.change
+    if isinstance(ch, ReplaceChange):
+        return f"replace: {schedule_type(ch.schedule)} ({ch.origin})"
+    if isinstance(ch, SetChange):
+        until = "" if ch.until_step is None else f" until {ch.until_step}"
+        return f"set lr={ch.lr}{until}"
+    if isinstance(ch, PlateauChange):
+        return "plateau: off" if ch.plateau is None else f"plateau: watch {ch.plateau.metric}"
+    return f"scale x{ch.factor:g}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import yaml
@@ -15,12 +16,28 @@ M = TypeVar("M", bound=BaseModel)
 
 def field_errors(exc: ValidationError, prefix: tuple[str | int, ...] = ()) -> list[FieldError]:
     """pydantic errors as FieldErrors; union-member tags (e.g. ``OneCycleLR``) are dropped from the path."""
+    return field_errors_from(exc.errors(include_url=False), prefix)
+
+
+def field_errors_from(details: Iterable[Mapping[str, Any]], prefix: tuple[str | int, ...] = ()) -> list[FieldError]:
+    """The same, from pydantic's error dicts (e.g. those of FastAPI's ``RequestValidationError``)."""
     out: list[FieldError] = []
-    for err in exc.errors(include_url=False):
+    for err in details:
         loc = tuple(p for p in err["loc"] if not _is_union_tag(p))
-        msg = err["msg"].removeprefix("Value error, ")
-        out.append(FieldError(loc=prefix + loc, msg=msg, type=err["type"]))
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        out.append(FieldError(loc=prefix + loc, msg=msg, type=str(err["type"])))
     return out
+
+
+def summarize(errors: Sequence[FieldError], default: str = "invalid") -> str:
+    """One line: the first error's path and message, and how many more there are."""
+    if not errors:
+        return default
+    first = errors[0]
+    detail = f"{first.path() or '<root>'}: {first.msg}"
+    if len(errors) > 1:
+        detail += f" (and {len(errors) - 1} more)"
+    return detail
 
 
 def _is_union_tag(part: str | int) -> bool:
@@ -36,11 +53,7 @@ def validate_model(model: type[M], data: Any, *, prefix: tuple[str | int, ...] =
         return model.model_validate(data)
     except ValidationError as exc:
         errors = field_errors(exc, prefix)
-        first = errors[0] if errors else None
-        detail = f"{first.path() or '<root>'}: {first.msg}" if first else "invalid"
-        if len(errors) > 1:
-            detail += f" (and {len(errors) - 1} more)"
-        raise SpecInvalid(detail=detail, errors=errors) from None
+        raise SpecInvalid(detail=summarize(errors), errors=errors) from None
 
 
 def validate_run_spec(data: Any) -> RunSpec:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any, Union
 
-from pydantic import Field, TypeAdapter
+from pydantic import Field, GetJsonSchemaHandler, TypeAdapter
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from lrserve.schemas.specs import caffe, compose, keras, rangetest, torch
 from lrserve.schemas.specs.base import ScheduleSpecBase
@@ -24,10 +26,26 @@ _MEMBERS: tuple[Any, ...] = (
     *rangetest.SPECS,
 )
 
+
+
+class _StringMappingOnly:
+    """JSON schema fix: pydantic writes a nested union (Caffe's, by ``lr_policy``) into the outer discriminator's
+    ``mapping`` as a schema, where OpenAPI allows only references, so FastAPI could not build /openapi.json.
+    The entry is dropped (a mapping is optional: readers then match the ``oneOf`` members themselves)."""
+
+    def __get_pydantic_json_schema__(self, core_schema: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        target = handler.resolve_ref_schema(schema)
+        mapping = target.get("discriminator", {}).get("mapping")
+        if mapping:
+            target["discriminator"]["mapping"] = {k: v for k, v in mapping.items() if isinstance(v, str)}
+        return schema
+
+
 if TYPE_CHECKING:
     ScheduleSpec = ScheduleSpecBase
 else:
-    ScheduleSpec = Annotated[Union[_MEMBERS], Field(discriminator="type")]  # noqa: UP007
+    ScheduleSpec = Annotated[Union[_MEMBERS], Field(discriminator="type"), _StringMappingOnly()]  # noqa: UP007
 
 for _composite in compose.SPECS:
     _composite.model_rebuild(_types_namespace={"ScheduleSpec": ScheduleSpec})

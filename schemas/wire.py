@@ -116,6 +116,7 @@ class LrWindow(WireModel):
     groups: list[GroupValues]
     done: bool = Field(description="true when the window reaches past the schedule's end (or a range test stopped)")
     total_steps: int | None
+    last_seq: int = Field(0, description="seq of the run's last event: a client's cached plan is current if equal")
 
 
 # ---- metrics ----------------------------------------------------------------------------------------------------
@@ -196,6 +197,37 @@ class ChangeResult(WireModel):
     event_seq: int | None
     current: CurveGroups | None = Field(description="dry run: the curve as planned now")
     proposed: CurveGroups | None = Field(description="dry run: the curve with the change")
+
+
+class PlannedChange(WireModel):
+    seq: int
+    from_step: int
+    revision: int
+    change: ChangeIn
+    at: datetime
+    actor: str | None
+    reason: str | None
+
+
+class PlannedReduction(WireModel):
+    metric_seq: int
+    metric_step: int
+    from_step: int
+    multipliers: list[float]
+
+
+class RunPlan(WireModel):
+    """Everything needed to evaluate a run's LRs locally (``lrserve.schemas.plan.Plan``): the client keeps it to
+    go on training through a server outage."""
+
+    run_id: str
+    spec: RunSpec
+    changes: list[PlannedChange]
+    reductions: list[PlannedReduction]
+    horizon: int
+    incarnation: int
+    revision: int
+    last_seq: int
 
 
 # ---- resume -----------------------------------------------------------------------------------------------------

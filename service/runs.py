@@ -31,6 +31,7 @@ from lrserve.schemas.errors import (
     RunNotFound,
     StaleIncarnation,
 )
+from lrserve.schemas.plan import ChangeRec, Plan
 from lrserve.schemas.specs.base import schedule_type
 from lrserve.schemas.specs.plateau import ReduceLROnPlateau
 from lrserve.schemas.specs.run import RunSpec
@@ -47,6 +48,8 @@ from lrserve.schemas.wire import (
     MetricBatch,
     MetricPublic,
     MetricsResult,
+    PlannedChange,
+    PlannedReduction,
     PlateauChange,
     PlateauStatePublic,
     ReductionPublic,
@@ -55,14 +58,13 @@ from lrserve.schemas.wire import (
     ResumeResult,
     RunCreate,
     RunPage,
+    RunPlan,
     RunPublic,
     RunSummary,
     SetChange,
 )
 from lrserve.service.domain import events as ev
-from lrserve.service.domain.events import ChangeRec
 from lrserve.service.domain.history import RunState
-from lrserve.service.domain.plan import Plan
 from lrserve.service.domain.views import CurveData, LeaseData, groups_of
 from lrserve.service.store.base import EventRecord, NewEvent, RunRecord, RunTransaction, Store, iter_pages
 
@@ -327,7 +329,43 @@ class RunService:
             momentum=momentum,
             done=end is not None and start + count - 1 >= end,
             total_steps=end,
+            last_seq=entry.state.last_seq,
         )
+
+    def plan(self, run_id: str) -> RunPlan:
+        """The run's spec, changes and reductions: what a client needs to evaluate LRs itself during an outage."""
+        entry = self._refresh(run_id)
+        with entry.lock:
+            state = entry.state
+            return RunPlan(
+                run_id=run_id,
+                spec=state.spec,
+                changes=[
+                    PlannedChange(
+                        seq=c.seq,
+                        from_step=c.from_step,
+                        revision=c.revision,
+                        change=c.change,
+                        at=c.at,
+                        actor=c.actor,
+                        reason=c.reason,
+                    )
+                    for c in state.changes
+                ],
+                reductions=[
+                    PlannedReduction(
+                        metric_seq=r.metric_seq,
+                        metric_step=r.metric_step,
+                        from_step=r.from_step,
+                        multipliers=list(r.multipliers),
+                    )
+                    for r in state.reductions
+                ],
+                horizon=entry.run.horizon,
+                incarnation=state.incarnation,
+                revision=state.revision,
+                last_seq=state.last_seq,
+            )
 
     # ---- metrics ------------------------------------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
+from lrserve.schemas.plan import ChangeRec
 from lrserve.schemas.wire import ChangeIn, PlateauChange, ReplaceChange, ScaleChange, SetChange
 from lrserve.service.store.base import EventRecord
 
@@ -44,17 +45,6 @@ class MetricRec:
 
     def same_value(self, value: float) -> bool:
         return self.value == value or (math.isnan(self.value) and math.isnan(value))
-
-
-@dataclass(frozen=True)
-class ChangeRec:
-    seq: int
-    from_step: int
-    revision: int
-    change: ReplaceChange | ScaleChange | SetChange | PlateauChange
-    at: datetime
-    actor: str | None
-    reason: str | None
 
 
 @dataclass(frozen=True)

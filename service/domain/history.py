@@ -1,12 +1,12 @@
 """Folding a run's events into its state: the plan, the plateau state and what still counts.
 
-The fold is a pure function of the event list (invariant 1: same history, same numbers). It is incremental:
-``RunState.extend(events)`` continues from where the state left off, except after a ``resume``, which changes
-which metrics count and therefore replays the plateau from the start.
+The fold is a pure function of the event list (invariant 1: same history, same numbers), processed in the
+order events were recorded; ``RunState.extend(events)`` continues from where the state left off.
 
-Which metrics count: a metric of incarnation ``j`` at step ``m`` stops counting when a later ``resume`` declares
-step ``k <= m`` as the next step to train (the work that produced it will be redone). Plateau rules process
-counting metrics in the order they were recorded; a ``plateau`` change restarts the state with its rules.
+Which metrics count: a metric at step ``m`` stops counting when a later ``resume`` declares step ``k <= m`` as
+the next step to train (the work that produced it will be redone). Plateau rules process counting metrics in
+the order they were recorded; a ``plateau`` change restarts the state with its rules. A resume replays the
+plateau over what still counts, keeping the reductions already in force below ``k`` (see ``_resume``).
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ import numpy as np
 
 from lrserve.schemas.core import plateau as plateau_core
 from lrserve.schemas.core.schedule import Schedule
+from lrserve.schemas.plan import ChangeRec, Plan, Reduction
 from lrserve.schemas.specs.base import ScheduleSpecBase
 from lrserve.schemas.specs.plateau import PlateauSpec
 from lrserve.schemas.specs.run import RunSpec
 from lrserve.schemas.wire import PlateauChange
-from lrserve.service.domain.events import ChangeRec, MetricRec, ResumeRec, parse
-from lrserve.service.domain.plan import Plan, Reduction
+from lrserve.service.domain.events import MetricRec, ResumeRec, parse
 from lrserve.service.store.base import EventRecord
 
 
@@ -44,6 +44,7 @@ class RunState:
     last_seq: int = 1
     changes: list[ChangeRec] = field(default_factory=list)
     metrics: list[MetricRec] = field(default_factory=list)
+    counted: list[MetricRec] = field(default_factory=list)
     resumes: list[ResumeRec] = field(default_factory=list)
     reductions: list[Reduction] = field(default_factory=list)
     counting: dict[tuple[int, str], MetricRec] = field(default_factory=dict)
@@ -86,81 +87,69 @@ class RunState:
     def extend(self, events: Iterable[EventRecord]) -> list[Reduction]:
         """Fold new events (seq > last_seq, in order). Returns the reductions the new metrics triggered."""
         new: list[Reduction] = []
-        replay = False
         for event in events:
             if event.seq <= self.last_seq:
                 continue
             self.last_seq = event.seq
             rec = parse(event)
             if isinstance(rec, ChangeRec):
-                self.changes.append(rec)
-                self._plan = None
-                if isinstance(rec.change, PlateauChange):
-                    self._restart_plateau(rec.change.plateau)
+                self._apply_change(rec)
             elif isinstance(rec, MetricRec):
                 self.metrics.append(rec)
-                if not replay:
-                    self.counting[(rec.step, rec.name)] = rec
-                    reduction = self._observe(rec)
-                    if reduction is not None:
-                        new.append(reduction)
+                self.counted.append(rec)
+                self.counting[(rec.step, rec.name)] = rec
+                reduction = self._observe(rec, floor=0)
+                if reduction is not None:
+                    new.append(reduction)
             elif isinstance(rec, ResumeRec):
                 self.resumes.append(rec)
-                replay = True
-        if replay:
-            self._replay()
-            new = []
+                self._resume(rec.step)
+                new = []
         return new
+
+    def _apply_change(self, rec: ChangeRec) -> None:
+        self.changes.append(rec)
+        self._plan = None
+        if isinstance(rec.change, PlateauChange):
+            self._restart_plateau(rec.change.plateau)
 
     def _restart_plateau(self, plateau: PlateauSpec | None) -> None:
         self.plateau = plateau
         self.plateau_state = None if plateau is None else plateau_core.initial_state(plateau)
 
-    def _observe(self, metric: MetricRec) -> Reduction | None:
+    def _observe(self, metric: MetricRec, floor: int) -> Reduction | None:
+        """Feed a counting metric to the plateau; a reduction that would start below ``floor`` is not made."""
         if self.plateau is None or self.plateau_state is None or metric.name != self.plateau.metric:
             return None
         lr_now = self.plan.values(np.array([metric.step], dtype=np.int64))[0][:, 0]
         self.plateau_state, mult = plateau_core.observe(self.plateau, self.plateau_state, metric.value, lr_now)
-        if np.all(mult == 1.0):
+        if np.all(mult == 1.0) or metric.applies_from < floor:
             return None
         reduction = Reduction(metric.seq, metric.step, metric.applies_from, tuple(float(m) for m in mult))
         self.reductions.append(reduction)
         self._plan = None
         return reduction
 
-    def _replay(self) -> None:
-        """Recompute what counts and the plateau from the start (after a resume)."""
-        later_min: int | None = None
-        resume_by_seq = sorted(self.resumes, key=lambda r: r.seq, reverse=True)
-        counting_seqs: set[int] = set()
-        ri = 0
-        for metric in sorted(self.metrics, key=lambda m: m.seq, reverse=True):
-            while ri < len(resume_by_seq) and resume_by_seq[ri].seq > metric.seq:
-                step = resume_by_seq[ri].step
-                later_min = step if later_min is None else min(later_min, step)
-                ri += 1
-            if later_min is None or metric.step < later_min:
-                counting_seqs.add(metric.seq)
-        # Rebuild the derived state by re-folding changes and counting metrics in recorded order.
-        self.reductions = []
-        self.counting = {}
+    def _resume(self, step: int) -> None:
+        """The job restarts at ``step``: steps below it stay as served, later ones are planned anew.
+
+        Metrics at steps >= ``step`` (all from earlier incarnations) stop counting, and the plateau is replayed
+        from the metrics that remain. Reductions already in force below ``step`` are part of the frozen past and
+        stay; the replay may only add reductions that start at ``step`` or later.
+        """
+        pinned = [r for r in self.reductions if r.from_step < step]
+        self.counted = [m for m in self.counted if m.step < step]
+        self.counting = {(m.step, m.name): m for m in self.counted}
+        self.reductions = pinned
         self._plan = None
         self._restart_plateau(self.spec.effective_plateau())
         changes, self.changes = self.changes, []
-        timeline: list[ChangeRec | MetricRec] = [
-            *changes,
-            *(m for m in self.metrics if m.seq in counting_seqs),
-        ]
-        timeline.sort(key=lambda r: r.seq)
+        timeline: list[ChangeRec | MetricRec] = sorted([*changes, *self.counted], key=lambda r: r.seq)
         for rec in timeline:
             if isinstance(rec, ChangeRec):
-                self.changes.append(rec)
-                self._plan = None
-                if isinstance(rec.change, PlateauChange):
-                    self._restart_plateau(rec.change.plateau)
+                self._apply_change(rec)
             else:
-                self.counting[(rec.step, rec.name)] = rec
-                self._observe(rec)
+                self._observe(rec, floor=step)
 
 
 def fold(spec: RunSpec, events: Iterable[EventRecord]) -> RunState:

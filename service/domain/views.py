@@ -25,6 +25,7 @@ class LeaseData:
     momentum: npt.NDArray[np.float64] | None  # (G, count)
     done: bool
     total_steps: int | None
+    last_seq: int
 
     def groups(self) -> list[GroupValues]:
         return groups_of(self.group_names, self.lr, self.momentum)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import numpy as np
 import numpy.typing as npt
@@ -32,10 +33,22 @@ from lrserve.schemas.specs.base import ScheduleSpecBase, schedule_type
 from lrserve.schemas.specs.plateau import PlateauSpec
 from lrserve.schemas.specs.run import RunSpec
 from lrserve.schemas.wire import PlateauChange, ReplaceChange, ScaleChange, SetChange
-from lrserve.service.domain.events import ChangeRec
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class ChangeRec:
+    """A recorded change: ``change`` applies from ``from_step`` (see the rules above)."""
+
+    seq: int
+    from_step: int
+    revision: int
+    change: ReplaceChange | ScaleChange | SetChange | PlateauChange
+    at: datetime
+    actor: str | None
+    reason: str | None
 
 
 @dataclass(frozen=True)

@@ -60,6 +60,17 @@ class Reduction:
 
 
 @dataclass(frozen=True)
+class Pin:
+    """Steps ``start..stop`` were applied by a worker (offline) with the plan as of event ``as_of``: they keep
+    those values whatever was recorded after ``as_of``."""
+
+    seq: int
+    start: int
+    stop: int
+    as_of: int
+
+
+@dataclass(frozen=True)
 class Layer:
     """The plan in force over one interval of steps."""
 
@@ -107,10 +118,12 @@ class Plan:
         changes: Sequence[ChangeRec],
         reductions: Sequence[Reduction],
         build: ScheduleBuilder,
+        pins: Sequence[Pin] = (),
     ) -> None:
         self.spec = spec
         self.changes = list(changes)
         self.reductions = list(reductions)
+        self.pins = list(pins)
         self._build = build
         self.num_groups = len(spec.param_groups)
         points = {0}
@@ -178,6 +191,26 @@ class Plan:
 
     def values(self, steps: IntArray) -> tuple[Values, Values | None]:
         """``(lr, momentum)`` of shape ``(G, N)``; momentum is None when no layer cycles it (NaN where some don't)."""
+        lr, momentum = self._unpinned_values(steps)
+        for pin in self.pins:
+            inside = (steps >= pin.start) & (steps <= pin.stop)
+            if not inside.any():
+                continue
+            then = Plan(
+                self.spec,
+                [c for c in self.changes if c.seq <= pin.as_of],
+                [r for r in self.reductions if r.metric_seq <= pin.as_of],
+                self._build,
+            )
+            pinned_lr, pinned_mom = then.values(steps[inside])
+            lr[:, inside] = pinned_lr
+            if pinned_mom is not None or momentum is not None:
+                if momentum is None:
+                    momentum = np.full(lr.shape, np.nan)
+                momentum[:, inside] = np.nan if pinned_mom is None else pinned_mom
+        return lr, momentum
+
+    def _unpinned_values(self, steps: IntArray) -> tuple[Values, Values | None]:
         n = steps.shape[0]
         lr = np.empty((self.num_groups, n))
         momentum: Values | None = None

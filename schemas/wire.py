@@ -216,6 +216,29 @@ class PlannedReduction(WireModel):
     multipliers: list[float]
 
 
+class PlannedPin(WireModel):
+    seq: int
+    start: int
+    stop: int
+    as_of: int
+
+
+class AppliedIn(WireModel):
+    """After an outage: the steps a worker applied with its locally evaluated plan (as of event ``last_seq``)."""
+
+    start: Step
+    stop: Step
+    last_seq: int = Field(ge=1, description="last_seq of the plan the worker evaluated")
+    incarnation: int | None = None
+
+
+class AppliedResult(WireModel):
+    horizon: int
+    pinned: bool = Field(description="true when the server's plan had changed and the steps were pinned")
+    start: int
+    stop: int
+
+
 class RunPlan(WireModel):
     """Everything needed to evaluate a run's LRs locally (``lrserve.schemas.plan.Plan``): the client keeps it to
     go on training through a server outage."""
@@ -224,6 +247,7 @@ class RunPlan(WireModel):
     spec: RunSpec
     changes: list[PlannedChange]
     reductions: list[PlannedReduction]
+    pins: list[PlannedPin]
     horizon: int
     incarnation: int
     revision: int

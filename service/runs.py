@@ -38,6 +38,8 @@ from lrserve.schemas.specs.run import RunSpec
 from lrserve.schemas.validation import validate_model
 from lrserve.schemas.wire import (
     MAX_CURVE_POINTS,
+    AppliedIn,
+    AppliedResult,
     ChangeIn,
     ChangeResult,
     CurveGroups,
@@ -49,6 +51,7 @@ from lrserve.schemas.wire import (
     MetricPublic,
     MetricsResult,
     PlannedChange,
+    PlannedPin,
     PlannedReduction,
     PlateauChange,
     PlateauStatePublic,
@@ -361,11 +364,52 @@ class RunService:
                     )
                     for r in state.reductions
                 ],
+                pins=[PlannedPin(seq=p.seq, start=p.start, stop=p.stop, as_of=p.as_of) for p in state.pins],
                 horizon=entry.run.horizon,
                 incarnation=state.incarnation,
                 revision=state.revision,
                 last_seq=state.last_seq,
             )
+
+    def applied(self, run_id: str, body: AppliedIn, actor: str | None) -> AppliedResult:
+        """A worker applied steps ``start..stop`` offline with the plan as of ``last_seq``: make that the history.
+
+        Steps already served keep their values. The others are served now (the horizon moves to ``stop``);
+        where the plan changed after ``last_seq`` (a change or reduction recorded during the outage) the steps
+        are pinned to the plan the worker used, and the change takes effect after them.
+        """
+        if body.stop < body.start:
+            raise InvalidInput(detail="stop must be >= start", errors=[FieldError(("stop",), "must be >= start")])
+
+        def record(tx: RunTransaction, entry: _Entry) -> AppliedResult:
+            state = entry.state
+            self._check_incarnation(entry, body.incarnation)
+            if body.last_seq > state.last_seq:
+                raise InvalidInput(
+                    detail=f"last_seq {body.last_seq} is ahead of the run's history ({state.last_seq})",
+                    errors=[FieldError(("last_seq",), f"must be <= {state.last_seq}")],
+                )
+            horizon = tx.run.horizon
+            start = max(body.start, horizon + 1)
+            if start > body.stop:
+                return AppliedResult(horizon=horizon, pinned=False, start=start, stop=body.stop)
+            steps = np.arange(start, body.stop + 1, dtype=np.int64)
+            now_lr, _ = state.plan.values(steps)
+            then = Plan(
+                state.spec,
+                [c for c in state.changes if c.seq <= body.last_seq],
+                [r for r in state.reductions if r.metric_seq <= body.last_seq],
+                state.build,
+            )
+            then_lr, _ = then.values(steps)
+            pinned = not np.array_equal(now_lr, then_lr)
+            if pinned:
+                payload = {"start": start, "stop": body.stop, "as_of": body.last_seq, "incarnation": state.incarnation}
+                state.extend([tx.append(NewEvent(ev.APPLIED, payload, actor=actor))])
+            tx.update(horizon=body.stop)
+            return AppliedResult(horizon=body.stop, pinned=pinned, start=start, stop=body.stop)
+
+        return self._write(run_id, record)
 
     # ---- metrics ------------------------------------------------------------------------------------------------
 

@@ -7,6 +7,8 @@
 ``change``    {"change": ChangeIn JSON (op, ...), "from_step", "revision"}
 ``resume``    {"step", "incarnation", "previous_horizon", "key"}: the job restarted from a checkpoint and
               will train ``step`` next; metrics of earlier incarnations at steps >= ``step`` stop counting.
+``applied``   {"start", "stop", "as_of", "incarnation"}: a worker applied steps start..stop offline with the
+              plan as of event ``as_of``; those steps keep that plan's values (``schemas.plan.Pin``).
 ``reduction`` {"metric_seq", "metric_step", "from_step", "multipliers"}: derived from metrics and recorded
               for the audit trail only; the fold recomputes reductions, it never reads these.
 """
@@ -20,7 +22,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from lrserve.schemas.plan import ChangeRec
+from lrserve.schemas.plan import ChangeRec, Pin
 from lrserve.schemas.wire import ChangeIn, PlateauChange, ReplaceChange, ScaleChange, SetChange
 from lrserve.service.store.base import EventRecord
 
@@ -28,6 +30,7 @@ CREATED = "created"
 METRIC = "metric"
 CHANGE = "change"
 RESUME = "resume"
+APPLIED = "applied"
 REDUCTION = "reduction"
 
 CHANGE_ADAPTER: TypeAdapter[ReplaceChange | ScaleChange | SetChange | PlateauChange] = TypeAdapter(ChangeIn)
@@ -84,7 +87,7 @@ def change_payload(
     return {"change": body, "from_step": from_step, "revision": revision}
 
 
-def parse(event: EventRecord) -> MetricRec | ChangeRec | ResumeRec | None:
+def parse(event: EventRecord) -> MetricRec | ChangeRec | ResumeRec | Pin | None:
     """The domain record of an event, or None for kinds the fold does not read (created, reduction)."""
     p = event.payload
     if event.kind == METRIC:
@@ -116,4 +119,6 @@ def parse(event: EventRecord) -> MetricRec | ChangeRec | ResumeRec | None:
             at=event.at,
             actor=event.actor,
         )
+    if event.kind == APPLIED:
+        return Pin(seq=event.seq, start=int(p["start"]), stop=int(p["stop"]), as_of=int(p["as_of"]))
     return None

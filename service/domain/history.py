@@ -12,13 +12,13 @@ plateau over what still counts, keeping the reductions already in force below ``
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from lrserve.schemas.core import plateau as plateau_core
 from lrserve.schemas.core.schedule import Schedule
-from lrserve.schemas.plan import ChangeRec, Plan, Reduction
+from lrserve.schemas.plan import ChangeRec, Pin, Plan, Reduction
 from lrserve.schemas.specs.base import ScheduleSpecBase
 from lrserve.schemas.specs.plateau import PlateauSpec
 from lrserve.schemas.specs.run import RunSpec
@@ -47,6 +47,7 @@ class RunState:
     counted: list[MetricRec] = field(default_factory=list)
     resumes: list[ResumeRec] = field(default_factory=list)
     reductions: list[Reduction] = field(default_factory=list)
+    pins: list[Pin] = field(default_factory=list)
     counting: dict[tuple[int, str], MetricRec] = field(default_factory=dict)
     plateau: PlateauSpec | None = None
     plateau_state: plateau_core.PlateauState | None = None
@@ -62,7 +63,7 @@ class RunState:
     @property
     def plan(self) -> Plan:
         if self._plan is None:
-            self._plan = Plan(self.spec, self.changes, self.reductions, self.build)
+            self._plan = Plan(self.spec, self.changes, self.reductions, self.build, self.pins)
         return self._plan
 
     def build(self, spec: ScheduleSpecBase) -> Schedule:
@@ -101,6 +102,9 @@ class RunState:
                 reduction = self._observe(rec, floor=0)
                 if reduction is not None:
                     new.append(reduction)
+            elif isinstance(rec, Pin):
+                self.pins.append(rec)
+                self._plan = None
             elif isinstance(rec, ResumeRec):
                 self.resumes.append(rec)
                 self._resume(rec.step)
@@ -138,6 +142,7 @@ class RunState:
         stay; the replay may only add reductions that start at ``step`` or later.
         """
         pinned = [r for r in self.reductions if r.from_step < step]
+        self.pins = [replace(p, stop=min(p.stop, step - 1)) for p in self.pins if p.start < step]
         self.counted = [m for m in self.counted if m.step < step]
         self.counting = {(m.step, m.name): m for m in self.counted}
         self.reductions = pinned

@@ -234,3 +234,24 @@ def test_dry_run_records_nothing_and_shows_both_curves() -> None:
     )
     assert svc.get_run("r").revision == 0
     assert [e.kind for e in svc.events("r", 0, 10).events] == ["created"]
+
+
+def test_steps_applied_offline_keep_the_plan_the_worker_used() -> None:
+    from lrserve.schemas.wire import AppliedIn
+
+    svc = new_service()
+    first = svc.lease("r", 0, 10, None)  # horizon 9; the worker caches the plan as of last_seq
+    as_of = first.last_seq
+    offline = svc.curve("r", 10, 30, 1).lr  # what the worker computes locally during an outage
+    # Meanwhile (another replica, or before the worker reconnects) an operator scales from the first unserved step.
+    svc.change("r", CHANGE.validate_python({"op": "scale", "factor": 0.5}), "admin")
+    result = svc.applied("r", AppliedIn(start=10, stop=29, last_seq=as_of), "w")
+    assert result.pinned and result.horizon == 29
+    after = svc.curve("r", 0, 40, 1).lr
+    np.testing.assert_array_equal(after[:, 10:30], offline)  # the history says what the worker really did
+    plain = evaluate(parse_spec(SPEC), np.arange(40))
+    np.testing.assert_allclose(after[:, 30:], plain[:, 30:] * 0.5, rtol=1e-15)  # the change applies after them
+    # Nothing changed meanwhile: no pin, just the horizon.
+    again = svc.applied("r", AppliedIn(start=30, stop=35, last_seq=svc.lease("r", 29, 1, None).last_seq), "w")
+    assert not again.pinned and again.horizon == 35
+    np.testing.assert_array_equal(RunService(svc._store).curve("r", 0, 40, 1).lr, svc.curve("r", 0, 40, 1).lr)

@@ -1,0 +1,45 @@
+"""The workers' call: the LR (and momentum) of a window of steps, which extends the run's horizon."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from lrserve.schemas.errors import FieldError, InvalidInput
+from lrserve.schemas.wire import MAX_LEASE, LrWindow
+from lrserve.service.api.deps import AppSettings, RunIdPath, Service, Trainer
+from lrserve.service.api.encoding import JSON, lease_json
+from lrserve.service.api.problems import documented
+
+router = APIRouter(prefix="/v1/runs", tags=["lr"])
+
+
+@router.get(
+    "/{run_id}/lr",
+    response_model=LrWindow,
+    responses=documented(404, 409, 422),
+    summary="Values of steps step .. step+count-1 (a lease: they are frozen from now on)",
+)
+async def get_lr(
+    run_id: RunIdPath,
+    service: Service,
+    settings: AppSettings,
+    _caller: Trainer,
+    step: Annotated[int, Query(ge=0, le=2**53, description="first step of the window")],
+    count: Annotated[int, Query(ge=1, le=MAX_LEASE, description="steps in the window (capped by the server)")] = 1,
+    incarnation: Annotated[int | None, Query(ge=1, description="the caller's incarnation (409 if stale)")] = None,
+) -> Response:
+    if count > settings.limits.max_lease:
+        raise InvalidInput(
+            detail=f"count {count} is above this server's limit of {settings.limits.max_lease}",
+            errors=[FieldError(("query", "count"), f"must be <= {settings.limits.max_lease}")],
+        )
+    # Frozen steps already in memory are answered here, in the event loop; anything else may touch the store,
+    # so it runs in the threadpool.
+    data = service.lease_cached(run_id, step, count, incarnation)
+    if data is None:
+        data = await run_in_threadpool(service.lease, run_id, step, count, incarnation)
+    return Response(lease_json(data), media_type=JSON)

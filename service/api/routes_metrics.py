@@ -1,0 +1,41 @@
+"""Metrics a training job reports (they drive plateau rules); retries of the same value are no-ops."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body
+from pydantic import Discriminator, Tag
+
+from lrserve.schemas.wire import MetricBatch, MetricIn, MetricsResult
+from lrserve.service.api.deps import RunIdPath, Service, Trainer
+from lrserve.service.api.problems import documented
+
+router = APIRouter(prefix="/v1/runs", tags=["metrics"])
+
+
+def _shape(value: Any) -> str:
+    return "MetricBatch" if isinstance(value, dict) and "metrics" in value else "MetricIn"
+
+
+MetricsBody = Annotated[
+    Annotated[MetricIn, Tag("MetricIn")] | Annotated[MetricBatch, Tag("MetricBatch")],
+    Discriminator(_shape),
+    Body(
+        openapi_examples={
+            "one": {"value": {"step": 1000, "name": "val_loss", "value": 0.42}},
+            "batch": {"value": {"metrics": [{"step": 1000, "name": "val_loss", "value": 0.42}], "incarnation": 1}},
+        }
+    ),
+]
+
+
+@router.post(
+    "/{run_id}/metrics",
+    response_model=MetricsResult,
+    responses=documented(404, 409, 422),
+    summary="Record one metric {step, name, value} or a batch {metrics: [...], incarnation}",
+)
+def post_metrics(run_id: RunIdPath, body: MetricsBody, service: Service, caller: Trainer) -> MetricsResult:
+    batch = body if isinstance(body, MetricBatch) else MetricBatch(metrics=[body])
+    return service.post_metrics(run_id, batch, caller.name)

@@ -1,0 +1,86 @@
+"""``create_app(settings)``: the FastAPI application. Nothing is created at import time.
+
+The store is opened, migrated and wrapped in a ``RunService`` when the application starts (its lifespan) and
+closed when it stops; routes reach them through ``app.state`` (``api.deps``). ``app_from_env`` is the factory
+``uvicorn --factory`` and ``lrserve serve --workers N`` use: it reads the settings from ``$LRSERVE_CONFIG`` and
+``LRSERVE_*``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.metadata import PackageNotFoundError, version
+
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+
+from lrserve.service.api import (
+    problems,
+    routes_changes,
+    routes_curves,
+    routes_health,
+    routes_lr,
+    routes_metrics,
+    routes_runs,
+)
+from lrserve.service.api.middleware import BodyLimit, RequestLog
+from lrserve.service.auth import TokenAuth
+from lrserve.service.runs import RunService
+from lrserve.service.settings import Settings, load_settings
+from lrserve.service.store.sql import SqlStore
+
+log = logging.getLogger("lrserve.server")
+
+ROUTERS = (routes_runs, routes_lr, routes_metrics, routes_changes, routes_curves, routes_health)
+
+
+def _version() -> str:
+    try:
+        return version("lrserve")
+    except PackageNotFoundError:  # pragma: no cover - a source tree without metadata
+        return "0"
+
+
+def create_app(settings: Settings) -> FastAPI:
+    auth = TokenAuth(settings.tokens)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        refusal = settings.bind_problem()
+        if refusal is not None:
+            raise RuntimeError(refusal)
+        store = SqlStore(settings.store)
+        try:
+            await run_in_threadpool(store.migrate)
+            app.state.service = RunService(store, presets=settings.presets)
+            if auth.open:
+                log.warning("no API tokens configured: the server is open to anyone who can reach %s", settings.host)
+            log.info("lrserve %s ready: store %r", _version(), store)
+            yield
+        finally:
+            store.close()
+            log.info("lrserve stopped")
+
+    app = FastAPI(
+        title="lrserve",
+        version=_version(),
+        summary="Learning-rate schedules as a service",
+        description="Runs, leased steps, metrics and plateau, mid-run changes and curves. "
+        "Errors are application/problem+json.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.auth = auth
+    problems.install(app)
+    for module in ROUTERS:
+        app.include_router(module.router)
+    app.add_middleware(BodyLimit, max_bytes=settings.limits.max_body_bytes)
+    if settings.request_log:
+        app.add_middleware(RequestLog)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    return create_app(load_settings())

@@ -1,0 +1,140 @@
+"""The server's settings: defaults < YAML config file < ``LRSERVE_*`` environment < explicit arguments.
+
+.. code-block:: yaml
+
+    # lrserve.yaml (``lrserve serve --config lrserve.yaml``, or ``LRSERVE_CONFIG=lrserve.yaml``)
+    store: postgresql+psycopg://lrserve@db/lrserve
+    host: 0.0.0.0
+    port: 8000
+    tokens:                       # `lrserve token new NAME --scopes read,train` prints an entry
+      - {name: trainer, sha256: 9f86d08..., scopes: [train]}
+      - {name: alice, sha256: 2c26b46..., scopes: [admin]}
+    presets:                      # PUT /v1/runs/{id} {"preset": "resnet", "overrides": {...}}
+      resnet: {schedule: {type: StepLR, step_size: 30, gamma: 0.1}}
+    limits: {max_body_bytes: 1048576, max_lease: 100000, max_curve_points: 1000000}
+
+Environment variables override the file: ``LRSERVE_STORE``, ``LRSERVE_PORT``, ``LRSERVE_LIMITS__MAX_LEASE``
+(nested fields joined by ``__``), ``LRSERVE_TOKENS='[{"name": ..., "sha256": ..., "scopes": [...]}]'`` (JSON).
+Only sha256 digests of tokens are stored; every replica reads the same file, so they accept the same tokens.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from lrserve.schemas.wire import MAX_CURVE_POINTS, MAX_LEASE
+
+Scope = Literal["read", "train", "admin"]
+CONFIG_ENV = "LRSERVE_CONFIG"
+
+
+class TokenConfig(BaseModel):
+    """One API token: its name (recorded as the actor of writes), the sha256 of the secret, its scopes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=100)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="hex sha256 digest of the token (lowercase)")
+    scopes: list[Scope] = Field(min_length=1)
+
+
+class Limits(BaseModel):
+    """Bounds on what one request may ask for; beyond them: 413 (body) or 422 (the parameter named)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_body_bytes: int = Field(1 << 20, ge=1024, description="request bodies above this are refused (413)")
+    max_lease: int = Field(MAX_LEASE, ge=1, le=MAX_LEASE, description="largest `count` of GET .../lr")
+    max_curve_points: int = Field(MAX_CURVE_POINTS, ge=1, le=MAX_CURVE_POINTS, description="points per curve")
+    max_page: int = Field(1000, ge=1, le=100_000, description="largest `limit` of list and event pages")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="LRSERVE_", env_nested_delimiter="__", extra="forbid", frozen=True, case_sensitive=False
+    )
+
+    config: Path | None = Field(None, description="the YAML file these settings were read from")
+    store: str = Field("sqlite:///./lrserve.db", description="database URL: sqlite:///path or postgresql+psycopg://")
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    workers: int = Field(1, ge=1, le=64)
+    tokens: list[TokenConfig] = Field(default_factory=list)
+    presets: dict[str, dict[str, Any]] = Field(default_factory=dict, description="name -> partial RunSpec")
+    limits: Limits = Field(default_factory=Limits)
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    request_log: bool = Field(False, description="one JSON line per request on the 'lrserve.request' logger")
+    allow_open_non_loopback: bool = Field(
+        False, description="serve without tokens on a non-loopback address (anyone who can reach it may write)"
+    )
+
+    @field_validator("tokens")
+    @classmethod
+    def _unique_names(cls, tokens: list[TokenConfig]) -> list[TokenConfig]:
+        names = [t.name for t in tokens]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"token names must be unique; repeated: {dupes}")
+        return tokens
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The file's path is itself a setting (argument, then environment), so it is looked up before the
+        # sources are assembled; the file ranks below both.
+        init_kwargs: dict[str, Any] = getattr(init_settings, "init_kwargs", {})
+        path = init_kwargs.get("config") or os.environ.get(CONFIG_ENV)
+        if not path:
+            return (init_settings, env_settings)
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"config file {str(path)!r} does not exist")
+        return (init_settings, env_settings, YamlConfigSettingsSource(settings_cls, yaml_file=Path(path)))
+
+    @property
+    def is_open(self) -> bool:
+        """No tokens configured: every request is allowed, with no actor recorded."""
+        return not self.tokens
+
+    def bind_problem(self) -> str | None:
+        """Why the server must not listen on ``host`` as configured, or None."""
+        if self.is_open and not is_loopback(self.host) and not self.allow_open_non_loopback:
+            return (
+                f"no API tokens are configured, so the server would be open to anyone who can reach "
+                f"{self.host}; listen on 127.0.0.1, configure tokens (`lrserve token new NAME`), or set "
+                f"allow_open_non_loopback: true (LRSERVE_ALLOW_OPEN_NON_LOOPBACK=1)"
+            )
+        return None
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost: it may resolve anywhere
+
+
+def load_settings(config: Path | str | None = None, **overrides: Any) -> Settings:
+    """Settings from ``config`` (or ``$LRSERVE_CONFIG``), the environment, and ``overrides`` (None values skipped)."""
+    values = {k: v for k, v in overrides.items() if v is not None}
+    if config is not None:
+        values["config"] = Path(config)
+    return Settings(**values)

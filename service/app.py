@@ -30,6 +30,7 @@ from lrserve.service.auth import TokenAuth
 from lrserve.service.runs import RunService
 from lrserve.service.settings import Settings, load_settings
 from lrserve.service.store.sql import SqlStore
+from lrserve.service.web import routes as web_routes
 
 log = logging.getLogger("lrserve.server")
 
@@ -76,6 +77,7 @@ def create_app(settings: Settings) -> FastAPI:
     problems.install(app)
     for module in ROUTERS:
         app.include_router(module.router)
+    app.include_router(web_routes.router)  # the web page at / and its data under /ui (not in the OpenAPI document)
     app.add_middleware(BodyLimit, max_bytes=settings.limits.max_body_bytes)
     if settings.request_log:
         app.add_middleware(RequestLog)

@@ -59,6 +59,7 @@ def lease_json(data: LeaseData) -> bytes:
             "groups": _groups(data.group_names, data.lr, data.momentum),
             "done": data.done,
             "total_steps": data.total_steps,
+            "last_seq": data.last_seq,
         },
         option=_NUMPY,
     )

@@ -1,4 +1,5 @@
-"""The workers' call: the LR (and momentum) of a window of steps, which extends the run's horizon."""
+"""The workers' calls: the LR (and momentum) of a window of steps, which extends the run's horizon; the run's
+plan, which lets a worker evaluate steps itself through a server outage; and the report of steps it applied so."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from lrserve.schemas.errors import FieldError, InvalidInput
-from lrserve.schemas.wire import MAX_LEASE, LrWindow
-from lrserve.service.api.deps import AppSettings, RunIdPath, Service, Trainer
+from lrserve.schemas.wire import MAX_LEASE, AppliedIn, AppliedResult, LrWindow, RunPlan
+from lrserve.service.api.deps import AppSettings, Reader, RunIdPath, Service, Trainer
 from lrserve.service.api.encoding import JSON, lease_json
 from lrserve.service.api.problems import documented
 
@@ -43,3 +44,23 @@ async def get_lr(
     if data is None:
         data = await run_in_threadpool(service.lease, run_id, step, count, incarnation)
     return Response(lease_json(data), media_type=JSON)
+
+
+@router.get(
+    "/{run_id}/plan",
+    response_model=RunPlan,
+    responses=documented(404),
+    summary="Everything needed to evaluate the run's LRs locally (kept by clients for outages)",
+)
+def get_plan(run_id: RunIdPath, service: Service, _caller: Reader) -> RunPlan:
+    return service.plan(run_id)
+
+
+@router.post(
+    "/{run_id}/applied",
+    response_model=AppliedResult,
+    responses=documented(404, 409, 422),
+    summary="After an outage: steps start..stop were applied with the plan as of last_seq (they become served)",
+)
+def post_applied(run_id: RunIdPath, body: AppliedIn, service: Service, caller: Trainer) -> AppliedResult:
+    return service.applied(run_id, body, caller.name)

@@ -1,0 +1,87 @@
+"""What the client-side commands share: consoles, failing with a message, human numbers, JSON for scripts.
+
+Exit codes of ``validate``, ``preview`` and ``runs``: 0 done; 1 the spec is invalid or the server refused the
+request (its problem is printed); 2 bad usage or an unreadable file; 3 the server could not be reached.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections.abc import Iterable
+from typing import Any, NoReturn
+
+import typer
+from rich.console import Console
+
+EXIT_INVALID = 1
+EXIT_USAGE = 2
+EXIT_UNREACHABLE = 3
+
+
+def console() -> Console:
+    return Console(highlight=False, soft_wrap=False)
+
+
+def err_console() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def fail(message: str, code: int = EXIT_INVALID, details: Iterable[str] = ()) -> NoReturn:
+    """Print ``lrserve: message`` (and indented details) on stderr and exit with ``code``; no traceback."""
+    err = err_console()
+    err.print(f"[bold red]lrserve:[/] {message}", markup=True, highlight=False)
+    for line in details:
+        err.print(f"  {line}", markup=False, highlight=False)
+    raise typer.Exit(code)
+
+
+def print_json(data: Any) -> None:
+    """JSON on stdout, for scripts (NaN/inf as the strings the API uses)."""
+    typer.echo(json.dumps(_jsonable(data), indent=2, ensure_ascii=False))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def num(value: float | None) -> str:
+    """A learning rate or metric as people read it: 0.1, 0.0025, 3.2e-06."""
+    if value is None:
+        return "–"
+    if isinstance(value, str):
+        return value
+    if math.isnan(value) or math.isinf(value):
+        return str(value)
+    if value == 0:
+        return "0"
+    a = abs(value)
+    if 1e-3 <= a < 1e5:
+        return f"{value:.4g}"
+    mant, exp = f"{value:.3g}".split("e") if "e" in f"{value:.3g}" else (f"{value:.3g}", "0")
+    return f"{mant}e{int(exp)}"
+
+
+def steps(value: int | None) -> str:
+    """A step count: 1,000,000."""
+    return "–" if value is None else f"{value:,}"
+
+
+def read_text(path: str) -> str:
+    """A file's text, or stdin for ``-``; an unreadable file exits 2 with the reason."""
+    if path == "-":
+        return sys.stdin.read()
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except OSError as e:
+        fail(f"cannot read {path}: {e.strerror or e}", EXIT_USAGE)
+    except UnicodeDecodeError:
+        fail(f"cannot read {path}: not UTF-8 text", EXIT_USAGE)

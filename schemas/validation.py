@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import yaml
@@ -16,16 +16,11 @@ M = TypeVar("M", bound=BaseModel)
 
 def field_errors(exc: ValidationError, prefix: tuple[str | int, ...] = ()) -> list[FieldError]:
     """pydantic errors as FieldErrors; union-member tags (e.g. ``OneCycleLR``) are dropped from the path."""
-    return field_errors_from(exc.errors(include_url=False), prefix)
-
-
-def field_errors_from(details: Iterable[Mapping[str, Any]], prefix: tuple[str | int, ...] = ()) -> list[FieldError]:
-    """The same, from pydantic's error dicts (e.g. those of FastAPI's ``RequestValidationError``)."""
     out: list[FieldError] = []
-    for err in details:
+    for err in exc.errors(include_url=False):
         loc = tuple(p for p in err["loc"] if not _is_union_tag(p))
-        msg = str(err["msg"]).removeprefix("Value error, ")
-        out.append(FieldError(loc=prefix + loc, msg=msg, type=str(err["type"])))
+        msg = err["msg"].removeprefix("Value error, ")
+        out.append(FieldError(loc=prefix + loc, msg=msg, type=err["type"]))
     return out
 
 

@@ -228,6 +228,9 @@ class SqlRunTransaction:
         self._conn: Connection | None = conn
         self._run = run
         self._dirty = False
+        #: A database error seen inside the block: PostgreSQL has aborted the transaction, so the block must not
+        #: look committed even if its caller swallowed the error.
+        self._failed: LrserveError | None = None
 
     @property
     def run(self) -> RunRecord:
@@ -238,13 +241,22 @@ class SqlRunTransaction:
             raise RuntimeError("the transaction is over: use the handle only inside its `with` block")
         return self._conn
 
+    @contextmanager
+    def _statement(self) -> Iterator[Connection]:
+        try:
+            with translated():
+                yield self._open()
+        except LrserveError as e:
+            self._failed = e
+            raise
+
     def events_after(self, seq: int) -> list[EventRecord]:
-        with translated():
-            return _select_events(self._open(), self._run.run_id, seq, None)
+        with self._statement() as conn:
+            return _select_events(conn, self._run.run_id, seq, None)
 
     def append(self, event: NewEvent) -> EventRecord:
-        with translated():
-            record = _insert_event(self._open(), self._run.run_id, self._run.last_seq + 1, event)
+        with self._statement() as conn:
+            record = _insert_event(conn, self._run.run_id, self._run.last_seq + 1, event)
         self._run = replace(self._run, last_seq=record.seq, updated_at=record.at)
         self._dirty = True
         return record
@@ -264,9 +276,11 @@ class SqlRunTransaction:
         self._dirty = True
         return self._run
 
-    def _finish(self) -> None:
+    def _flush(self) -> None:
+        """Write the counters; called once, when the block ends normally, just before the commit."""
         conn = self._open()
-        self._conn = None
+        if self._failed is not None:
+            raise self._failed
         if self._dirty:
             r = self._run
             conn.execute(
@@ -281,7 +295,7 @@ class SqlRunTransaction:
                 )
             )
 
-    def _abandon(self) -> None:
+    def _close(self) -> None:
         self._conn = None
 
 
@@ -416,10 +430,9 @@ class SqlStore:
             tx = SqlRunTransaction(conn, run)
             try:
                 yield tx
-            except BaseException:
-                tx._abandon()
-                raise
-            tx._finish()
+                tx._flush()
+            finally:
+                tx._close()
 
     def close(self) -> None:
         self.engine.dispose()

@@ -197,6 +197,24 @@ def test_an_exception_rolls_everything_back(store: SqlStore, make_run: MakeRun) 
         assert tx.append(NewEvent("metric", {"step": 1})).seq == 2
 
 
+def test_a_swallowed_database_error_does_not_commit_the_block(store: SqlStore, make_run: MakeRun) -> None:
+    make_run("run-1")
+    with store.engine.begin() as conn:  # a row in the way of seq 2
+        conn.execute(insert(events).values(run_id="run-1", seq=2, kind="x", at=datetime.now(UTC), payload="{}"))
+
+    def swallow() -> None:
+        with store.transaction("run-1") as tx:
+            tx.update(horizon=10)
+            with pytest.raises(Conflict):
+                tx.append(NewEvent("metric", {}))
+
+    with pytest.raises(Conflict):
+        swallow()
+    run = store.get_run("run-1")
+    assert run is not None
+    assert run.horizon == -1
+
+
 def test_the_handle_is_dead_after_its_block(store: SqlStore, make_run: MakeRun) -> None:
     make_run("run-1")
     with store.transaction("run-1") as tx:

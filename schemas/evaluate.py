@@ -7,8 +7,9 @@
 
 Plateau: metrics named as the plateau's ``metric`` are fed in step order; a reduction triggered by the metric at
 step m applies from step m + 1 (torch: the scheduler steps after the epoch that produced the metric). After a
-group's first reduction its LR is ``max(schedule(s) * scale, min_lr)``; before it, the schedule's own value
-(torch never *raises* an LR to min_lr).
+group's first reduction its LR is ``max(schedule(s) * scale, min(schedule(s), min_lr))``: reductions never take
+it below ``min_lr``, and never above the schedule's own value (torch never *raises* an LR to min_lr); before
+it, the schedule's own value.
 """
 
 from __future__ import annotations
@@ -61,16 +62,16 @@ def replay_plateau(
 ) -> tuple[ScaleTrack, list[Reduction], plateau_core.PlateauState]:
     """Fold the plateau's metrics (in step order, stable) into the scale track and the reductions."""
     groups = schedule.num_groups
-    min_lr = np.broadcast_to(np.asarray(plateau.min_lr, dtype=np.float64), (groups,))
     watched = sorted(((s, v) for s, name, v in metrics if name == plateau.metric), key=lambda sv: sv[0])
     state = plateau_core.initial_state(plateau)
     scale = np.ones(groups)
     reduced = np.zeros(groups, dtype=bool)
     starts, scales, reduced_rows = [0], [scale.copy()], [reduced.copy()]
     reductions: list[Reduction] = []
-    for step, value in watched:
-        raw = schedule.lr(np.array([step], dtype=np.int64))[:, 0] * scale
-        lr_now = np.where(reduced, np.maximum(raw, min_lr), raw)
+    # The schedule's own values at every watched step, in one vectorized call.
+    raw_at = schedule.lr(np.array([s for s, _ in watched], dtype=np.int64))
+    for i, (step, value) in enumerate(watched):
+        lr_now = apply_scale(plateau, raw_at[:, i : i + 1], scale[:, None], reduced[:, None])[:, 0]
         state, mult = plateau_core.observe(plateau, state, value, lr_now)
         if np.any(mult != 1.0):
             scale = scale * mult
@@ -84,13 +85,16 @@ def replay_plateau(
 
 
 def apply_scale(plateau: PlateauSpec | None, raw: Values, scale: Values, reduced: npt.NDArray[np.bool_]) -> Values:
-    """``max(raw * scale, min_lr)`` where a group has been reduced, the raw value elsewhere."""
+    """``max(raw * scale, min(raw, min_lr))`` where a group has been reduced, ``raw * scale`` elsewhere.
+
+    The floor is ``min_lr``, except where the schedule itself is below it: a reduction never raises an LR.
+    """
+    scaled = raw * scale
     if plateau is None:
-        return raw * scale
+        return scaled
     min_lr = np.asarray(plateau.min_lr, dtype=np.float64)
     min_col = np.broadcast_to(min_lr, (raw.shape[0],)).reshape(-1, 1)
-    scaled = raw * scale
-    return np.where(reduced, np.maximum(scaled, min_col), scaled)
+    return np.where(reduced, np.maximum(scaled, np.minimum(raw, min_col)), scaled)
 
 
 def evaluate(

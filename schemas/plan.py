@@ -12,7 +12,8 @@ The rules (documented for users in the README):
 - ``plateau`` replaces (or, with null, removes) the plateau rules: its state restarts, the scale it has built
   stays.
 - Reductions multiply the plateau scale from their ``from_step`` on; after a group's first reduction its LR is
-  ``max(schedule * manual * plateau_scale, min_lr)``.
+  ``max(schedule * manual * plateau_scale, min(schedule, min_lr))``: never below min_lr, unless the schedule
+  itself is.
 
 Because every change and reduction starts above the horizon at the time it is recorded, no later event can
 alter a served step (until a resume explicitly re-opens steps).

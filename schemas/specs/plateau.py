@@ -1,13 +1,22 @@
 """The plateau block: ReduceLROnPlateau in torch's dialect (default) or Keras' callback dialect.
 
-torch (``style: torch``)::
+torch (``style: torch``), torch's names and defaults (``metric`` is ours: torch is handed the value)::
 
-    {metric: val_loss, mode: min, factor: 0.1, patience: 10, threshold: 1e-4, threshold_mode: rel,
+    {metric: loss, mode: min, factor: 0.1, patience: 10, threshold: 1e-4, threshold_mode: rel,
      cooldown: 0, min_lr: 0, eps: 1e-8}
 
-Keras (``style: keras``) uses the callback's names: ``monitor`` (alias of ``metric``), ``min_delta`` (an
-absolute threshold), ``mode: auto|min|max``, and reduces after ``patience`` bad values (torch after
-``patience + 1``).
+Keras (``style: keras``), the callback's names and defaults::
+
+    {style: keras, monitor: val_loss, mode: auto, factor: 0.1, patience: 10, min_delta: 1e-4,
+     cooldown: 0, min_lr: 0}
+
+``monitor`` is Keras' name for ``metric`` (either may be given in either style). Keras reduces after
+``patience`` bad values, torch after ``patience + 1``; ``core/plateau.py`` spells out both rules. Keras'
+``mode: auto`` follows Keras 3: ``loss`` (or ``val_loss``) is minimized, a Keras built-in metric goes the way
+Keras' metric object says (``val_accuracy``, ``auc``: max; ``val_mae``: min), and any other name is refused,
+as Keras refuses it, with a request for an explicit ``mode``. A torch-only field (``threshold``,
+``threshold_mode``, ``eps``) in a Keras block, or ``min_delta`` in a torch block, is refused rather than
+ignored.
 """
 
 from __future__ import annotations
@@ -20,6 +29,37 @@ from pydantic import Field, NonNegativeInt, model_validator
 from lrserve.schemas.core.schedule import Schedule, constant
 from lrserve.schemas.specs.base import FiniteFloat, PerGroupLr, ScheduleSpecBase, StrictModel
 
+# Directions of Keras 3's built-in metrics (their ``_direction``), by the name they log under (without
+# ``val_``), including compile()'s string aliases; what Keras' ``mode="auto"`` can resolve without a model.
+KERAS_MAXIMIZED = frozenset(
+    {
+        "acc", "accuracy", "auc", "binary_accuracy", "categorical_accuracy", "sparse_categorical_accuracy",
+        "top_k_categorical_accuracy", "sparse_top_k_categorical_accuracy", "binary_io_u", "io_u", "mean_io_u",
+        "one_hot_io_u", "one_hot_mean_io_u", "concordance_correlation", "pearson_correlation",
+        "cosine_similarity", "f1_score", "fbeta_score", "precision", "recall", "r2_score",
+        "precision_at_recall", "recall_at_precision", "sensitivity_at_specificity", "specificity_at_sensitivity",
+    }
+)  # fmt: skip
+KERAS_MINIMIZED = frozenset(
+    {
+        "loss", "binary_crossentropy", "categorical_crossentropy", "sparse_categorical_crossentropy",
+        "categorical_hinge", "hinge", "squared_hinge", "kl_divergence", "logcosh", "poisson",
+        "mean_absolute_error", "mae", "mean_absolute_percentage_error", "mape", "mean_squared_error", "mse",
+        "mean_squared_logarithmic_error", "msle", "root_mean_squared_error",
+    }
+)  # fmt: skip
+_TORCH_ONLY = ("threshold", "threshold_mode", "eps")
+
+
+def keras_auto_mode(metric: str) -> Literal["min", "max"] | None:
+    """Keras 3's ``mode="auto"`` for a metric name; None where Keras could not tell (it raises)."""
+    name = metric.removeprefix("val_")
+    if name in KERAS_MINIMIZED:
+        return "min"
+    if name in KERAS_MAXIMIZED:
+        return "max"
+    return None
+
 
 class PlateauSpec(StrictModel):
     """ReduceLROnPlateau layered on any schedule: each reduction multiplies the run's scale by ``factor``."""
@@ -29,14 +69,18 @@ class PlateauSpec(StrictModel):
     style: Literal["torch", "keras"] = Field("torch", description="whose counting rules apply")
     metric: str = Field(
         "loss",
-        alias="monitor",
         min_length=1,
         max_length=200,
-        description="name of the metric watched (Keras: monitor); other metrics are recorded, not used",
+        description="name of the metric watched (default 'loss'; Keras style: 'val_loss'); other metrics are "
+        "recorded, not used",
+    )
+    monitor: str | None = Field(
+        None, min_length=1, max_length=200, exclude=True, description="Keras' name for metric (give one of them)"
     )
     mode: Literal["min", "max", "auto"] = Field(
         "min",
-        description="min: lower is better; max: higher is better; auto (Keras): max if 'acc' in the name",
+        description="min: lower is better; max: higher is better; auto (Keras; its default there): from the "
+        "metric's name as Keras 3 decides it",
     )
     factor: FiniteFloat = Field(0.1, description="multiplier of a reduction, in (0, 1)")
     patience: NonNegativeInt = Field(10, description="bad values tolerated before a reduction")
@@ -47,6 +91,22 @@ class PlateauSpec(StrictModel):
     min_lr: PerGroupLr = Field(0.0, description="lower bound of the LR, scalar or one per group")
     eps: FiniteFloat = Field(1e-8, ge=0, description="torch: a reduction smaller than eps is skipped")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _dialect_defaults(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        monitor = data.pop("monitor", None)
+        if monitor is not None:
+            if "metric" in data and data["metric"] != monitor:
+                raise ValueError("give the metric's name once: 'metric' (torch) or 'monitor' (Keras), not both")
+            data["metric"] = monitor
+        if data.get("style") == "keras":
+            data.setdefault("metric", "val_loss")
+            data.setdefault("mode", "auto")
+        return data
+
     @model_validator(mode="after")
     def _rules(self) -> PlateauSpec:
         if not 0.0 < self.factor < 1.0:
@@ -56,12 +116,21 @@ class PlateauSpec(StrictModel):
                 raise ValueError("mode 'auto' is Keras' (style: keras); torch takes 'min' or 'max'")
             if self.min_delta is not None:
                 raise ValueError("min_delta is Keras' name (style: keras); torch uses threshold/threshold_mode")
+        else:
+            torch_only = [name for name in _TORCH_ONLY if name in self.model_fields_set]
+            if torch_only:
+                raise ValueError(f"{', '.join(torch_only)}: torch's (style: torch); Keras uses min_delta")
+            if self.mode == "auto" and keras_auto_mode(self.metric) is None:
+                raise ValueError(
+                    f"mode 'auto' cannot tell whether {self.metric!r} should fall or rise (Keras 3 knows only "
+                    "'loss' and its built-in metrics); give mode 'min' or 'max'"
+                )
         return self
 
     @property
     def resolved_mode(self) -> Literal["min", "max"]:
         if self.mode == "auto":
-            return "max" if "acc" in self.metric or self.metric.startswith("fmeasure") else "min"
+            return keras_auto_mode(self.metric) or "min"
         return self.mode
 
     @property
@@ -83,4 +152,4 @@ class ReduceLROnPlateau(PlateauSpec, ScheduleSpecBase):
         return constant(base_lrs)
 
     def as_plateau(self) -> PlateauSpec:
-        return PlateauSpec.model_validate(self.model_dump(exclude={"type"}, by_alias=False))
+        return PlateauSpec.model_validate(self.model_dump(exclude={"type"}, exclude_unset=True))

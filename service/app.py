@@ -25,6 +25,7 @@ from lrserve.service.api import (
     routes_metrics,
     routes_runs,
 )
+from lrserve.service.api.fastpath import FastLease
 from lrserve.service.api.middleware import BodyLimit, RequestLog
 from lrserve.service.auth import TokenAuth
 from lrserve.service.runs import RunService
@@ -79,6 +80,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.include_router(module.router)
     app.include_router(web_routes.router)  # the web page at / and its data under /ui (not in the OpenAPI document)
     app.add_middleware(BodyLimit, max_bytes=settings.limits.max_body_bytes)
+    app.add_middleware(FastLease, auth=auth, max_lease=settings.limits.max_lease)
     if settings.request_log:
         app.add_middleware(RequestLog)
     return app

@@ -14,12 +14,16 @@ from lrserve.service.api.problems import documented
 router = APIRouter(prefix="/v1/runs", tags=["metrics"])
 
 
+# The tags show only in error locations, where ``strip_union_tags`` drops them (it knows type tags by "[").
+_ONE, _BATCH = "one[MetricIn]", "batch[MetricBatch]"
+
+
 def _shape(value: Any) -> str:
-    return "MetricBatch" if isinstance(value, dict) and "metrics" in value else "MetricIn"
+    return _BATCH if isinstance(value, dict) and "metrics" in value else _ONE
 
 
 MetricsBody = Annotated[
-    Annotated[MetricIn, Tag("MetricIn")] | Annotated[MetricBatch, Tag("MetricBatch")],
+    Annotated[MetricIn, Tag(_ONE)] | Annotated[MetricBatch, Tag(_BATCH)],
     Discriminator(_shape),
     Body(
         openapi_examples={

@@ -14,14 +14,41 @@ from lrserve.schemas.specs.run import RunSpec
 M = TypeVar("M", bound=BaseModel)
 
 
-def field_errors(exc: ValidationError, prefix: tuple[str | int, ...] = ()) -> list[FieldError]:
-    """pydantic errors as FieldErrors; union-member tags (e.g. ``OneCycleLR``) are dropped from the path."""
+def field_errors(exc: ValidationError, data: Any, prefix: tuple[str | int, ...] = ()) -> list[FieldError]:
+    """pydantic errors as FieldErrors whose paths lead into ``data`` (the input that was validated)."""
     out: list[FieldError] = []
     for err in exc.errors(include_url=False):
-        loc = tuple(p for p in err["loc"] if not _is_union_tag(p))
         msg = err["msg"].removeprefix("Value error, ")
+        loc = strip_union_tags(tuple(err["loc"]), data, err["type"])
         out.append(FieldError(loc=prefix + loc, msg=msg, type=err["type"]))
     return out
+
+
+def strip_union_tags(loc: tuple[str | int, ...], data: Any, error_type: str = "") -> tuple[str | int, ...]:
+    """Drop the tags pydantic puts into ``loc`` for the union member it tried (``StepLR``, ``replace``, ``float``).
+
+    A part that leads into the input is a field; a part equal to a value of the object it would index (the
+    discriminator, e.g. ``type: StepLR``) or naming a type (``float``, ``list[float]``, ``function-after[...]``)
+    is a tag; anything else is a field absent from the input (missing, or checked with its default).
+    """
+    out: list[str | int] = []
+    node = data
+    for part in loc:
+        if (isinstance(node, dict) and part in node) or (isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)):
+            node = node[part]
+        elif isinstance(part, str) and (_is_type_tag(part) or (isinstance(node, dict) and part in node.values())):
+            continue
+        else:
+            node = None
+        out.append(part)
+    return tuple(out)
+
+
+_TYPE_TAGS = frozenset({"float", "int", "str", "bool", "list", "dict", "none", "tuple"})
+
+
+def _is_type_tag(part: str) -> bool:
+    return part in _TYPE_TAGS or "[" in part
 
 
 def summarize(errors: Sequence[FieldError], default: str = "invalid") -> str:
@@ -35,19 +62,11 @@ def summarize(errors: Sequence[FieldError], default: str = "invalid") -> str:
     return detail
 
 
-def _is_union_tag(part: str | int) -> bool:
-    # pydantic inserts the discriminator value (e.g. 'StepLR', 'caffe', 'step') and 'function-after[...]'.
-    return isinstance(part, str) and (part[:1].isupper() or part in _TAGS or "[" in part)
-
-
-_TAGS = {"caffe", "fixed", "step", "exp", "inv", "multistep", "poly", "sigmoid", "float", "list[float]"}
-
-
 def validate_model(model: type[M], data: Any, *, prefix: tuple[str | int, ...] = ()) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        errors = field_errors(exc, prefix)
+        errors = field_errors(exc, data, prefix)
         raise SpecInvalid(detail=summarize(errors), errors=errors) from None
 
 

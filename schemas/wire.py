@@ -29,7 +29,8 @@ Step = Annotated[int, Field(ge=0, le=2**53, description="a training step (0-base
 
 
 class WireModel(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # NaN/inf metric values travel as the strings "NaN"/"Infinity" (JSON has no such numbers).
+    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="strings")
 
 
 # ---- runs -------------------------------------------------------------------------------------------------------

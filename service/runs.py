@@ -285,15 +285,18 @@ class RunService:
         """The lease answered from memory alone, or None when the store must be asked (never blocks on I/O)."""
         with self._cache_lock:
             entry = self._cache.get(run_id)
-        if entry is None:
+        # Called from the event loop: never wait for a writer holding the run (it may be waiting on the disk).
+        if entry is None or not entry.lock.acquire(blocking=False):
             return None
-        with entry.lock:
+        try:
             frozen = start + count - 1 <= entry.run.horizon
             trusted = not self._store.shared or incarnation == entry.state.incarnation
             if not (frozen and trusted):
                 return None
             self._check_incarnation(entry, incarnation)
             return self._lease_data(entry, start, count)
+        finally:
+            entry.lock.release()
 
     def lease(self, run_id: str, start: int, count: int, incarnation: int | None) -> LeaseData:
         cached = self.lease_cached(run_id, start, count, incarnation)

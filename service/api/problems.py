@@ -37,7 +37,7 @@ from lrserve.schemas.errors import (
     PayloadTooLarge,
     SpecInvalid,
 )
-from lrserve.schemas.validation import summarize
+from lrserve.schemas.validation import strip_union_tags, summarize
 from lrserve.schemas.wire import Problem
 
 PROBLEM_JSON = "application/problem+json"
@@ -86,26 +86,10 @@ def request_errors(details: Sequence[Mapping[str, Any]], body: Any = None) -> li
             where = f" at character {loc[1]}" if len(loc) > 1 else ""
             out.append(FieldError((), f"malformed JSON: {reason}{where}", type_))
         elif loc[:1] == ("body",):
-            out.append(FieldError(_without_tags(loc[1:], body, type_), msg, type_))
+            out.append(FieldError(strip_union_tags(loc[1:], body, type_), msg, type_))
         else:
             out.append(FieldError(loc, msg, type_))
     return out
-
-
-def _without_tags(loc: tuple[str | int, ...], data: Any, type_: str) -> tuple[str | int, ...]:
-    """pydantic puts the tag of the union member it tried into ``loc`` (``StepLR``, ``replace``, ``float``): a
-    part that does not lead into the input is such a tag, unless it names the field a ``missing`` error is about."""
-    out: list[str | int] = []
-    node = data
-    for i, part in enumerate(loc):
-        in_dict = isinstance(node, dict) and part in node
-        in_list = isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
-        if in_dict or in_list:
-            node = node[part]
-        elif not (i == len(loc) - 1 and type_ == "missing"):
-            continue
-        out.append(part)
-    return tuple(out)
 
 
 def validation_error(exc: RequestValidationError) -> LrserveError:

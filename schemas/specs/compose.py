@@ -21,6 +21,8 @@ children whose ``step()`` multiplies the LR by a ratio of the step: StepLR, Mult
 LinearLR, ExponentialLR, PolynomialLR, MultiplicativeLR, and CosineAnnealingLR with ``eta_min: 0`` (whose
 step ``T_max + 1`` restarts the LR from the base LR, discarding the others' factors, as torch does).
 
+Neither composite cycles momentum (``Schedule.momentum`` is ``None``): CyclicLR and OneCycleLR are refused.
+
 Refused, with the reason (each of these gives, in torch, a result that depends on the order the schedulers
 were *built* in, or an error):
 

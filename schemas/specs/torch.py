@@ -17,10 +17,17 @@ Differences from torch, all deliberate:
 * CyclicLR: ``scale_fn`` (a Python callable) is not supported; ``scale_mode`` is accepted and, as in torch
   without a ``scale_fn``, ignored.
 * OneCycleLR never raises past its end: it holds the last value of the cycle (see ``core.cyclic.one_cycle``).
+* CyclicLR ``triangular2`` past cycle 1024: torch raises OverflowError (``2.0 ** 1024``); we give ``base_lr``.
 * Rules torch does not check but fails on later (a ZeroDivisionError mid-run, or a negative LR) are refused up
-  front: ``step_size >= 1``, ``T_max >= 1``, ConstantLR ``factor > 0``, ``total_iters >= 1``, ``power >= 0``,
-  ``gamma >= 0``, OneCycleLR ``div_factor > 0`` and ``pct_start * total_steps != 1``, milestones strictly
-  increasing and ``>= 0``.
+  front: ``step_size >= 1``, ``T_max >= 1``, ConstantLR ``factor > 0``, ``total_iters >= 1`` (torch's 0 never
+  restores/ramps), ``power >= 0``, ``gamma >= 0``, OneCycleLR ``div_factor > 0`` and
+  ``pct_start * total_steps != 1``, milestones strictly increasing and ``>= 0``.
+* MultiplicativeLR has no closed form: step ``s`` multiplies out every factor before it, and steps past
+  ``core.combinators.MAX_SCAN_STEP`` (1e8) are refused rather than computed for minutes.
+
+Kept from torch, on purpose: CosineAnnealingLR's recursion past ``T_max`` (periodic, with torch's rounding),
+LinearLR with ``end_factor: 0`` holding torch's ~1e-17 residue rather than 0, MultiStepLR dropping *at* the
+milestone step.
 """
 
 from __future__ import annotations

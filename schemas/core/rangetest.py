@@ -26,9 +26,6 @@ seeds the average with the first loss, and stops at ``4 * best`` where torch-lr-
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -51,28 +48,3 @@ def lr_range(start: Column, end: Column, *, num_steps: int, mode: Literal["exp",
         return start + (end - start) * r
 
     return lr
-
-
-@dataclass(frozen=True)
-class LossTrack:
-    """The range test's loss bookkeeping after some losses: smoothed values, best, and where it diverged."""
-
-    smoothed: tuple[float, ...] = ()
-    best: float = math.inf
-    diverged_at: int | None = None
-
-
-def track_losses(losses: Iterable[float], *, smooth_f: float, diverge_th: float) -> LossTrack:
-    """Fold reported losses (in step order) into a ``LossTrack``; losses after divergence are ignored."""
-    smoothed: list[float] = []
-    best = math.inf
-    for i, loss in enumerate(losses):
-        raw = float(loss)
-        value = smooth_f * raw + (1.0 - smooth_f) * smoothed[-1] if smoothed and smooth_f > 0 else raw
-        smoothed.append(value)
-        if not (math.isfinite(raw) and math.isfinite(value)):
-            return LossTrack(tuple(smoothed), best, i)
-        best = min(best, value)
-        if best > 0 and value > diverge_th * best:
-            return LossTrack(tuple(smoothed), best, i)
-    return LossTrack(tuple(smoothed), best, None)

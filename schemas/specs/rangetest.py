@@ -6,9 +6,11 @@
 
 The LR follows torch-lr-finder's ``ExponentialLR``/``LinearLR``: ``start_lr`` at step 0, ``end_lr`` at step
 ``num_steps - 1`` (fastai's ``lr_find`` reaches only ``start * (end / start) ** ((n - 1) / n)`` there), held
-after. ``smooth_f`` and ``diverge_th`` drive the test itself (``core.rangetest.track_losses``): the loss is
-smoothed as ``smooth_f * loss + (1 - smooth_f) * previous`` (torch-lr-finder's name; fastai's ``beta`` is
-``1 - smooth_f``) and the test stops once the smoothed loss exceeds ``diverge_th`` times the best so far.
+after. ``metric``, ``smoothing``, ``smooth_f`` and ``diverge_th`` drive the test itself on the server
+(``core.lrfinder``): the reported loss is smoothed — ``debiased`` (default, fastai's exponential average with
+bias correction) or ``seeded`` (torch-lr-finder's) with weight ``smooth_f`` on the new loss (fastai's ``beta``
+is ``1 - smooth_f``) — and the test stops once the smoothed loss exceeds ``diverge_th`` times the best so far,
+or a loss is not finite.
 """
 
 from __future__ import annotations
@@ -40,6 +42,10 @@ class LRRangeTest(ScheduleSpecBase):
     end_lr: PerGroupLr = Field(10.0, description="LR of step num_steps - 1, > start_lr")
     num_steps: int = Field(100, ge=2, le=10_000_000, description="steps of the test, >= 2")
     mode: Literal["exp", "linear"] = Field("exp", description="exponential or linear growth")
+    metric: str = Field("loss", min_length=1, max_length=200, description="name of the loss metric the test reads")
+    smoothing: Literal["debiased", "seeded"] = Field(
+        "debiased", description="debiased: fastai's EMA with bias correction; seeded: torch-lr-finder's"
+    )
     smooth_f: FiniteFloat = Field(
         0.05,
         ge=0.0,

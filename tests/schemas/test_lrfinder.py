@@ -188,18 +188,6 @@ def test_stop_rule_is_fastais_on_positive_losses(losses: list[float], smooth_f: 
     assert lf.divergence_index(smoothed, diverge_th=4.0) == fastai_stop(smoothed, 4.0)
 
 
-@PROPS
-@given(st.lists(st.floats(0.01, 100.0), max_size=60), st.floats(0.0, 0.5), st.floats(1.5, 10.0))
-def test_seeded_tracking_agrees_with_the_spec_modules_track_losses(
-    losses: list[float], smooth_f: float, th: float
-) -> None:
-    track = rangetest.track_losses(losses, smooth_f=smooth_f, diverge_th=th)
-    smoothed = lf.smooth_losses(losses, smooth_f=smooth_f, method="seeded")
-    stop = lf.divergence_index(smoothed, diverge_th=th, losses=losses)
-    assert track.diverged_at == stop
-    np.testing.assert_array_equal(track.smoothed, smoothed[: len(track.smoothed)])
-
-
 def test_non_finite_losses_and_non_positive_best() -> None:
     assert lf.divergence_index([1.0, 1.0, math.nan, 1.0], losses=[1.0, 1.0, math.nan, 1.0]) == 2
     assert lf.divergence_index([1.0, 1.0, 1.0], losses=[1.0, math.inf, 1.0]) == 1  # raw inf, smoothing aside

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lrserve.schemas import evaluate, parse_spec
-from lrserve.schemas.core.rangetest import track_losses
+from lrserve.schemas.core.lrfinder import divergence_index, smooth_losses
 from lrserve.schemas.errors import SpecInvalid
 from tests.schemas import strategies_keras as sk
 
@@ -133,19 +133,25 @@ def torch_lr_finder_losses(losses: list[float], smooth_f: float, diverge_th: flo
 )
 def test_loss_tracking_matches_torch_lr_finder(losses: list[float], smooth_f: float, diverge_th: float) -> None:
     history, stop = torch_lr_finder_losses(losses, smooth_f, diverge_th)
-    track = track_losses(losses, smooth_f=smooth_f, diverge_th=diverge_th)
-    assert track.smoothed == pytest.approx(history, rel=1e-12)
-    assert track.diverged_at == stop
-    assert track.best == min(history)
+    smoothed = smooth_losses(losses, smooth_f=smooth_f, method="seeded")
+    diverged_at = divergence_index(smoothed, diverge_th=diverge_th, losses=losses)
+    end = len(smoothed) if diverged_at is None else diverged_at + 1
+    assert list(smoothed[:end]) == pytest.approx(history, rel=1e-12)
+    assert diverged_at == stop
+
+
+def _stop(losses: list[float], smooth_f: float) -> int | None:
+    smoothed = smooth_losses(losses, smooth_f=smooth_f, method="seeded")
+    return divergence_index(smoothed, diverge_th=5, losses=losses)
 
 
 def test_loss_tracking_stops_on_nan_and_on_divergence() -> None:
-    assert track_losses([1.0, math.nan, 0.5], smooth_f=0.05, diverge_th=5).diverged_at == 1
-    assert track_losses([1.0, 1.0, 100.0, 1.0], smooth_f=0.0, diverge_th=5).diverged_at == 2
-    assert track_losses([1.0, 0.9, 0.8], smooth_f=0.05, diverge_th=5).diverged_at is None
-    assert track_losses([1.0, math.inf], smooth_f=0.0, diverge_th=5).diverged_at == 1
+    assert _stop([1.0, math.nan, 0.5], 0.05) == 1
+    assert _stop([1.0, 1.0, 100.0, 1.0], 0.0) == 2
+    assert _stop([1.0, 0.9, 0.8], 0.05) is None
+    assert _stop([1.0, math.inf], 0.0) == 1
     # a best <= 0 disables the ratio rule (torch-lr-finder would stop at once on a negative loss)
-    assert track_losses([-1.0, -0.5, 3.0], smooth_f=0.0, diverge_th=5).diverged_at is None
+    assert _stop([-1.0, -0.5, 3.0], 0.0) is None
 
 
 GROUPS = [{"name": "a"}, {"name": "b"}]

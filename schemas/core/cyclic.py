@@ -59,7 +59,8 @@ def cyclic(
             # past 1024 cycles 2 ** (cycle - 1) overflows: torch raises OverflowError, we let the amplitude be 0
             with np.errstate(over="ignore"):
                 return sf, 1 / (2.0 ** (cycle - 1))
-        return sf, np.power(gamma, steps.astype(np.float64))
+        with np.errstate(over="ignore"):  # gamma > 1 grows without bound, as in torch
+            return sf, np.power(gamma, steps.astype(np.float64))
 
     def lr(steps: Steps) -> Values:
         sf, amp = scale(steps)

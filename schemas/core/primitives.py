@@ -78,8 +78,12 @@ def _require(ok: bool, message: str) -> None:
         raise ValueError(message)
 
 
-def _where_steps(steps: Steps, at: Steps | int, value: float) -> Values:
-    return np.where(steps == at, value, 1.0)
+def _powers(gamma: float, exponents: Values) -> Values:
+    # gamma > 1 is allowed (torch allows it: a growing LR); far enough out it overflows to inf, as torch's
+    # repeated multiplication does, without numpy's warning
+    with np.errstate(over="ignore"):
+        out: Values = np.power(gamma, exponents)
+    return out
 
 
 def step_decay(every: int, gamma: float) -> Link:
@@ -90,8 +94,8 @@ def step_decay(every: int, gamma: float) -> Link:
         k = steps // every
         kmax = int(k.max()) if k.size else 0
         if kmax <= 4096:  # a table of powers and a gather beat a float power per element
-            return np.power(gamma, np.arange(kmax + 1, dtype=np.float64))[k]
-        return np.power(gamma, k.astype(np.float64))
+            return _powers(gamma, np.arange(kmax + 1, dtype=np.float64))[k]
+        return _powers(gamma, k.astype(np.float64))
 
     def ratio(steps: Steps) -> Values:
         return np.where((steps > 0) & (steps % every == 0), gamma, 1.0)
@@ -103,7 +107,7 @@ def multistep(boundaries: Sequence[int], gamma: float) -> Link:
     """MultiStepLR: ``gamma ** (number of boundaries <= s)``: the drop applies *at* the boundary step."""
     bounds = np.asarray(boundaries, dtype=np.int64)
     _require(bool(np.all(np.diff(bounds) > 0)), "boundaries must be strictly increasing")
-    powers = np.power(gamma, np.arange(bounds.size + 1, dtype=np.float64))
+    powers = _powers(gamma, np.arange(bounds.size + 1, dtype=np.float64))
 
     def factor(steps: Steps) -> Values:
         return powers[np.searchsorted(bounds, steps, side="right")]
@@ -155,7 +159,7 @@ def exponential(gamma: float) -> Link:
     """ExponentialLR: ``gamma ** s``."""
 
     def factor(steps: Steps) -> Values:
-        return np.power(gamma, steps.astype(np.float64))
+        return _powers(gamma, steps.astype(np.float64))
 
     def ratio(steps: Steps) -> Values:
         return np.where(steps == 0, 1.0, gamma)

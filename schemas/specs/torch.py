@@ -20,7 +20,9 @@ Differences from torch, all deliberate:
 * CyclicLR ``triangular2`` past cycle 1024: torch raises OverflowError (``2.0 ** 1024``); we give ``base_lr``.
 * Rules torch does not check but fails on later (a ZeroDivisionError mid-run, or a negative LR) are refused up
   front: ``step_size >= 1``, ``T_max >= 1``, ConstantLR ``factor > 0``, ``total_iters >= 1`` (torch's 0 never
-  restores/ramps), ``power >= 0``, ``gamma >= 0``, OneCycleLR ``div_factor > 0`` and
+  restores/ramps), ``power >= 0``, ``gamma >= 0`` (MultiStepLR) or in ``[0, 1]`` (StepLR, ExponentialLR,
+  CyclicLR: a factor above 1 applied without end grows the LR to inf, and CyclicLR's amplitude to NaN),
+  OneCycleLR ``div_factor > 0`` and
   ``pct_start * total_steps != 1``, milestones strictly increasing and ``>= 0``.
 * MultiplicativeLR has no closed form: step ``s`` multiplies out every factor before it, and steps past
   ``core.combinators.MAX_SCAN_STEP`` (1e8) are refused rather than computed for minutes.
@@ -61,6 +63,8 @@ def _momentum_values(v: float | list[float]) -> float | list[float]:
 
 PerGroupMomentum = Annotated[float | list[float], AfterValidator(_momentum_values)]
 Gamma = Annotated[FiniteFloat, Field(ge=0.0)]
+# a factor applied without end (every step_size steps, every step): above 1 the LR grows to inf
+DecayGamma = Annotated[FiniteFloat, Field(ge=0.0, le=1.0)]
 
 
 class TorchSpec(ScheduleSpecBase):
@@ -170,7 +174,7 @@ class StepLR(ChainableSpec):
 
     type: Literal["StepLR"] = "StepLR"
     step_size: PositiveInt = Field(description="steps between decays (>= 1)")
-    gamma: Gamma = Field(0.1, description="multiplicative factor of a decay (>= 0)")
+    gamma: DecayGamma = Field(0.1, description="multiplicative factor of a decay, in [0, 1]")
 
     def to_link(self, base_lrs: FloatArray) -> Link:
         return primitives.step_decay(self.step_size, self.gamma)
@@ -255,7 +259,7 @@ class ExponentialLR(ChainableSpec):
     """
 
     type: Literal["ExponentialLR"] = "ExponentialLR"
-    gamma: Gamma = Field(description="multiplicative factor per step (>= 0)")
+    gamma: DecayGamma = Field(description="multiplicative factor per step, in [0, 1]")
 
     def to_link(self, base_lrs: FloatArray) -> Link:
         return primitives.exponential(self.gamma)
@@ -336,7 +340,7 @@ class CyclicLR(TorchSpec):
     step_size_up: PositiveInt = Field(2000, description="steps of the rising half (>= 1)")
     step_size_down: NonNegativeInt | None = Field(None, description="steps of the falling half (default: up)")
     mode: Literal["triangular", "triangular2", "exp_range"] = Field("triangular", description="amplitude policy")
-    gamma: Gamma = Field(1.0, description="exp_range: the amplitude is scaled by gamma ** step")
+    gamma: DecayGamma = Field(1.0, description="exp_range: the amplitude is scaled by gamma ** step, in [0, 1]")
     scale_fn: None = Field(None, description="not supported (a Python callable): use mode")
     scale_mode: Literal["cycle", "iterations"] = Field(
         "cycle", description="accepted for compatibility; torch ignores it unless scale_fn is given"

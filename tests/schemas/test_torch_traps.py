@@ -340,6 +340,13 @@ BAD: list[tuple[dict[str, Any], str, str]] = [
     ({"type": "LinearLR", "end_factor": 1.5}, "schedule.end_factor", "between 0 and 1"),
     ({"type": "LinearLR", "total_iters": 0}, "schedule.total_iters", "greater than 0"),
     ({"type": "ExponentialLR", "gamma": -0.5}, "schedule.gamma", "greater than or equal to 0"),
+    ({"type": "ExponentialLR", "gamma": 1.01}, "schedule.gamma", "less than or equal to 1"),
+    ({"type": "StepLR", "step_size": 2, "gamma": 2.0}, "schedule.gamma", "less than or equal to 1"),
+    (
+        {"type": "CyclicLR", "base_lr": 0.1, "max_lr": 1, "mode": "exp_range", "gamma": 1.5},
+        "schedule.gamma",
+        "less than",
+    ),
     ({"type": "PolynomialLR", "power": -1.0}, "schedule.power", "greater than or equal to 0"),
     ({"type": "CosineAnnealingLR", "T_max": 10, "eta_min": -1.0}, "schedule.eta_min", ">= 0"),
     (

@@ -55,19 +55,8 @@ class StrictModel(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=False, populate_by_name=True)
 
-
-class ScheduleSpecBase(StrictModel):
-    """Base of every schedule spec (torch, Keras, Caffe, composite)."""
-
+    # Fields taking a scalar or one value per param group (schedules, the plateau block); RunSpec checks them.
     per_group_fields: ClassVar[tuple[str, ...]] = ()
-
-    def to_schedule(self, base_lrs: np.ndarray[Any, np.dtype[np.float64]]) -> Schedule:
-        """Build the numeric schedule for the given per-group base LRs (shape ``(G,)``)."""
-        raise NotImplementedError
-
-    def nested(self) -> list[ScheduleSpecBase]:
-        """Child schedules of a composite (SequentialLR, ChainedScheduler); empty for primitives."""
-        return []
 
     def group_count_errors(
         self, num_groups: int, loc: tuple[str | int, ...]
@@ -85,6 +74,18 @@ class ScheduleSpecBase(StrictModel):
                     )
                 )
         return out
+
+
+class ScheduleSpecBase(StrictModel):
+    """Base of every schedule spec (torch, Keras, Caffe, composite)."""
+
+    def to_schedule(self, base_lrs: np.ndarray[Any, np.dtype[np.float64]]) -> Schedule:
+        """Build the numeric schedule for the given per-group base LRs (shape ``(G,)``)."""
+        raise NotImplementedError
+
+    def nested(self) -> list[ScheduleSpecBase]:
+        """Child schedules of a composite (SequentialLR, ChainedScheduler); empty for primitives."""
+        return []
 
 
 def schedule_type(spec: ScheduleSpecBase) -> str:

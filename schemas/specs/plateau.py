@@ -24,7 +24,7 @@ from __future__ import annotations
 from typing import Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import Field, NonNegativeInt, model_validator
+from pydantic import Field, NonNegativeInt, ValidationInfo, field_validator, model_validator
 
 from lrserve.schemas.core.schedule import Schedule, constant
 from lrserve.schemas.specs.base import FiniteFloat, PerGroupLr, ScheduleSpecBase, StrictModel
@@ -107,25 +107,44 @@ class PlateauSpec(StrictModel):
             data.setdefault("mode", "auto")
         return data
 
-    @model_validator(mode="after")
-    def _rules(self) -> PlateauSpec:
-        if not 0.0 < self.factor < 1.0:
-            raise ValueError("factor must be in (0, 1): a reduction must reduce")
-        if self.style == "torch":
-            if self.mode == "auto":
-                raise ValueError("mode 'auto' is Keras' (style: keras); torch takes 'min' or 'max'")
-            if self.min_delta is not None:
-                raise ValueError("min_delta is Keras' name (style: keras); torch uses threshold/threshold_mode")
-        else:
-            torch_only = [name for name in _TORCH_ONLY if name in self.model_fields_set]
-            if torch_only:
-                raise ValueError(f"{', '.join(torch_only)}: torch's (style: torch); Keras uses min_delta")
-            if self.mode == "auto" and keras_auto_mode(self.metric) is None:
+    # Field validators, not one model validator, so that each error's path names the field at fault. They run
+    # only for fields the input gives (and those ``_dialect_defaults`` fills in), after the fields before them.
+
+    @field_validator("factor")
+    @classmethod
+    def _factor_reduces(cls, v: float) -> float:
+        if not 0.0 < v < 1.0:
+            raise ValueError("must be in (0, 1): a reduction must reduce")
+        return v
+
+    @field_validator("mode")
+    @classmethod
+    def _mode_fits_style(cls, v: str, info: ValidationInfo) -> str:
+        if v == "auto":
+            if info.data.get("style") == "torch":
+                raise ValueError("'auto' is Keras' (style: keras); torch takes 'min' or 'max'")
+            metric = info.data.get("metric")
+            if metric is not None and keras_auto_mode(metric) is None:
                 raise ValueError(
-                    f"mode 'auto' cannot tell whether {self.metric!r} should fall or rise (Keras 3 knows only "
-                    "'loss' and its built-in metrics); give mode 'min' or 'max'"
+                    f"'auto' cannot tell whether {metric!r} should fall or rise (Keras 3 knows only 'loss' and "
+                    "its built-in metrics); give mode 'min' or 'max'"
                 )
-        return self
+        return v
+
+    @field_validator(*_TORCH_ONLY)
+    @classmethod
+    def _torch_only(cls, v: Any, info: ValidationInfo) -> Any:
+        # The default is accepted: a dump of a Keras-style block (defaults included) must load again.
+        if info.data.get("style") == "keras" and info.field_name and v != cls.model_fields[info.field_name].default:
+            raise ValueError(f"{info.field_name} is torch's (style: torch); Keras uses min_delta")
+        return v
+
+    @field_validator("min_delta")
+    @classmethod
+    def _keras_only(cls, v: float | None, info: ValidationInfo) -> float | None:
+        if v is not None and info.data.get("style") == "torch":
+            raise ValueError("min_delta is Keras' name (style: keras); torch uses threshold/threshold_mode")
+        return v
 
     @property
     def resolved_mode(self) -> Literal["min", "max"]:

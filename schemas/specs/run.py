@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import numpy as np
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from lrserve.schemas.specs.base import FiniteFloat, ScheduleSpecBase, StrictModel, schedule_type
 from lrserve.schemas.specs.plateau import PlateauSpec, ReduceLROnPlateau
@@ -85,16 +85,19 @@ class RunSpec(StrictModel):
             raise ValueError("; ".join(problems))
         return schedule
 
-    @model_validator(mode="after")
-    def _plateau_rules(self) -> RunSpec:
-        if isinstance(self.schedule, ReduceLROnPlateau) and self.plateau is not None:
+    @field_validator("plateau")
+    @classmethod
+    def _plateau_fits_run(cls, plateau: PlateauSpec | None, info: ValidationInfo) -> PlateauSpec | None:
+        if plateau is None:
+            return None
+        if isinstance(info.data.get("schedule"), ReduceLROnPlateau):
             raise ValueError("schedule ReduceLROnPlateau already carries the plateau rules; drop the 'plateau' block")
-        plateau = self.effective_plateau()
-        if plateau is not None:
-            errors = [msg for _, msg in _min_lr_errors(plateau, len(self.param_groups))]
-            if errors:
-                raise ValueError("plateau.min_lr " + errors[0])
-        return self
+        groups: list[ParamGroup] | None = info.data.get("param_groups")
+        if groups is not None:
+            problems = [f"{'.'.join(map(str, loc))} {msg}" for loc, msg in plateau.group_count_errors(len(groups), ())]
+            if problems:
+                raise ValueError("; ".join(problems))
+        return plateau
 
     def effective_plateau(self) -> PlateauSpec | None:
         """The plateau rules in force: the ``plateau`` block, or those of a ReduceLROnPlateau schedule."""
@@ -109,10 +112,3 @@ class RunSpec(StrictModel):
     @property
     def group_names(self) -> list[str]:
         return [g.name for g in self.param_groups]
-
-
-def _min_lr_errors(plateau: PlateauSpec, num_groups: int) -> list[tuple[Any, str]]:
-    value = plateau.min_lr
-    if isinstance(value, list) and len(value) != num_groups:
-        return [(("min_lr",), f"has {len(value)} entries but the run has {num_groups} param groups")]
-    return []

@@ -255,6 +255,62 @@ class RunPlan(WireModel):
     last_seq: int
 
 
+# ---- LR range test ----------------------------------------------------------------------------------------------
+
+
+class RulePick(WireModel):
+    rule: str
+    description: str
+    lr: list[float] = Field(description="the pick, per param group")
+    step: int = Field(description="the step of the test the rule read")
+    loss: float = Field(description="the smoothed loss there")
+
+
+class ClrBoundsPublic(WireModel):
+    lower: list[float]
+    upper: list[float]
+    upper_rule: str
+    lower_div: float
+    step: int
+
+
+class RangeTestPlot(WireModel):
+    steps: list[int]
+    lr: list[float] = Field(description="LR of the first param group at each step (log x)")
+    loss: list[float]
+    smoothed: list[float]
+
+
+class SuggestionPublic(WireModel):
+    """What a range test says: each rule's pick, the CLR bounds, and the loss-vs-LR plot data."""
+
+    run_id: str
+    done: bool = Field(description="the test diverged or reached its last step")
+    stopped_at: int | None = Field(description="the step where the loss diverged (null: it did not)")
+    smoothing: str
+    smooth_f: float
+    diverge_th: float
+    rules: list[RulePick]
+    clr_bounds: ClrBoundsPublic | None
+    plot: RangeTestPlot
+
+
+class FollowupIn(WireModel):
+    """Create the training run that follows a range test, from its suggestion."""
+
+    run_id: RunId = Field(description="id of the new training run")
+    policy: Literal["triangular", "triangular2", "exp_range", "one_cycle"] = "triangular"
+    upper_rule: Literal["valley", "steepest", "minimum_div_10", "minimum"] = "valley"
+    lower_div: float = Field(6.0, gt=1, le=1e6, description="lower bound = upper / lower_div")
+    step_size_up: int | None = Field(None, ge=1, description="CyclicLR: steps of a half cycle")
+    steps_per_epoch: int | None = Field(None, ge=1, description="CyclicLR: step_size_up = 4 x this when not given")
+    gamma: float | None = Field(None, gt=0, le=1, description="exp_range: amplitude decay per step")
+    total_steps: int | None = Field(None, ge=1, description="one_cycle: length of the cycle")
+    labels: dict[Annotated[str, Field(pattern=LABEL_KEY_PATTERN)], Annotated[str, Field(max_length=200)]] = Field(
+        default_factory=dict, max_length=MAX_LABELS
+    )
+
+
 # ---- resume -----------------------------------------------------------------------------------------------------
 
 

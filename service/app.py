@@ -23,6 +23,7 @@ from lrserve.service.api import (
     routes_health,
     routes_lr,
     routes_metrics,
+    routes_rangetest,
     routes_runs,
 )
 from lrserve.service.api.fastpath import FastLease
@@ -35,7 +36,7 @@ from lrserve.service.web import routes as web_routes
 
 log = logging.getLogger("lrserve.server")
 
-ROUTERS = (routes_runs, routes_lr, routes_metrics, routes_changes, routes_curves, routes_health)
+ROUTERS = (routes_runs, routes_lr, routes_metrics, routes_changes, routes_curves, routes_rangetest, routes_health)
 
 
 def _version() -> str:

@@ -20,7 +20,9 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from lrserve.schemas.core import lrfinder
 from lrserve.schemas.errors import (
+    Conflict,
     FieldError,
     HorizonConflict,
     InvalidInput,
@@ -42,10 +44,12 @@ from lrserve.schemas.wire import (
     AppliedResult,
     ChangeIn,
     ChangeResult,
+    ClrBoundsPublic,
     CurveGroups,
     CurveRequest,
     Event,
     EventPage,
+    FollowupIn,
     Marker,
     MetricBatch,
     MetricPublic,
@@ -55,18 +59,22 @@ from lrserve.schemas.wire import (
     PlannedReduction,
     PlateauChange,
     PlateauStatePublic,
+    RangeTestPlot,
     ReductionPublic,
     ReplaceChange,
     ResumeIn,
     ResumeResult,
+    RulePick,
     RunCreate,
     RunPage,
     RunPlan,
     RunPublic,
     RunSummary,
     SetChange,
+    SuggestionPublic,
 )
 from lrserve.service.domain import events as ev
+from lrserve.service.domain import rangetest
 from lrserve.service.domain.history import RunState
 from lrserve.service.domain.views import CurveData, LeaseData, groups_of
 from lrserve.service.store.base import EventRecord, NewEvent, RunRecord, RunTransaction, Store, iter_pages
@@ -197,10 +205,15 @@ class RunService:
             )
         return validate_model(RunSpec, _deep_merge(preset, body.overrides or {}), prefix=("overrides",))
 
-    def ensure_run(self, run_id: str, body: RunCreate, actor: str | None) -> tuple[RunPublic, bool]:
+    def ensure_run(
+        self, run_id: str, body: RunCreate, actor: str | None, *, derived_from: dict[str, Any] | None = None
+    ) -> tuple[RunPublic, bool]:
         spec = self._resolve_spec(body)
         spec_json = spec.model_dump(mode="json")
-        first = NewEvent(ev.CREATED, {"spec": spec_json, "labels": dict(body.labels)}, actor=actor)
+        created_payload: dict[str, Any] = {"spec": spec_json, "labels": dict(body.labels)}
+        if derived_from is not None:
+            created_payload["derived_from"] = derived_from
+        first = NewEvent(ev.CREATED, created_payload, actor=actor)
         record, created = self._store.create_run(run_id, spec_json, body.labels, first)
         if not created and RunSpec.model_validate(record.spec) != spec:
             raise RunExists(
@@ -333,7 +346,7 @@ class RunService:
             group_names=entry.state.spec.group_names,
             lr=lr,
             momentum=momentum,
-            done=end is not None and start + count - 1 >= end,
+            done=(end is not None and start + count - 1 >= end) or rangetest.stopped_step(entry.state) is not None,
             total_steps=end,
             last_seq=entry.state.last_seq,
         )
@@ -607,6 +620,92 @@ class RunService:
             )
 
         return self._write(run_id, record)
+
+    # ---- LR range tests -----------------------------------------------------------------------------------------
+
+    def suggestion(
+        self, run_id: str, upper_rule: lrfinder.UpperRule = "valley", lower_div: float = lrfinder.DEFAULT_LOWER_DIV
+    ) -> SuggestionPublic:
+        entry = self._refresh(run_id)
+        with entry.lock:
+            h, reading = rangetest.suggest(entry.state, upper_rule=upper_rule, lower_div=lower_div)
+        rows = h.lrs[:, : len(reading.lr)].tolist()
+        picks = []
+        names: tuple[lrfinder.UpperRule, ...] = ("steepest", "valley", "minimum_div_10")
+        for name in names:
+            pick = reading.rule(name)
+            if pick is not None:
+                picks.append(
+                    RulePick(
+                        rule=name,
+                        description=lrfinder.RULES[name],
+                        lr=pick.for_groups(rows),
+                        step=int(h.steps[pick.index]),
+                        loss=pick.loss,
+                    )
+                )
+        bounds = None
+        if reading.clr_bounds is not None:
+            b = reading.clr_bounds
+            lower, upper = b.for_groups(rows)
+            bounds = ClrBoundsPublic(
+                lower=lower, upper=upper, upper_rule=b.upper_rule, lower_div=b.lower_div, step=int(h.steps[b.index])
+            )
+        n = len(reading.lr)
+        last_step = int(h.steps[-1]) if h.steps.size else -1
+        return SuggestionPublic(
+            run_id=run_id,
+            done=reading.stopped_at is not None or last_step >= h.test.num_steps - 1,
+            stopped_at=None if reading.stopped_at is None else int(h.steps[reading.stopped_at]),
+            smoothing=reading.smoothing,
+            smooth_f=reading.smooth_f,
+            diverge_th=reading.diverge_th,
+            rules=picks,
+            clr_bounds=bounds,
+            plot=RangeTestPlot(
+                steps=h.steps[:n].tolist(),
+                lr=list(reading.lr),
+                loss=list(reading.loss),
+                smoothed=list(reading.smoothed),
+            ),
+        )
+
+    def followup(self, run_id: str, body: FollowupIn, actor: str | None) -> tuple[RunPublic, bool]:
+        """Create the training run a range test suggests (CyclicLR or OneCycleLR between its bounds)."""
+        entry = self._refresh(run_id)
+        with entry.lock:
+            h, reading = rangetest.suggest(entry.state, upper_rule=body.upper_rule, lower_div=body.lower_div)
+            groups = [g.model_dump(mode="json") for g in entry.state.spec.param_groups]
+        if reading.clr_bounds is None:
+            raise Conflict(detail=f"rule {body.upper_rule!r} gives no suggestion for this test (too few steps?)")
+        rows = h.lrs[:, : len(reading.lr)].tolist()
+        try:
+            schedule = lrfinder.followup_schedule(
+                reading.clr_bounds,
+                body.policy,
+                step_size_up=body.step_size_up,
+                steps_per_epoch=body.steps_per_epoch,
+                gamma=body.gamma,
+                total_steps=body.total_steps,
+                group_lrs=rows if len(rows) > 1 else None,
+            )
+        except ValueError as exc:
+            raise InvalidInput(detail=str(exc), errors=[FieldError(("policy",), str(exc))]) from None
+        lower, upper = reading.clr_bounds.for_groups(rows)
+        derived = {
+            "run_id": run_id,
+            "upper_rule": body.upper_rule,
+            "lower": lower,
+            "upper": upper,
+            "step": int(h.steps[reading.clr_bounds.index]),
+        }
+        create = RunCreate.model_validate(
+            {
+                "spec": {"param_groups": groups, "schedule": schedule},
+                "labels": {"derived_from": run_id, **body.labels},
+            }
+        )
+        return self.ensure_run(body.run_id, create, actor, derived_from=derived)
 
     # ---- curves and events --------------------------------------------------------------------------------------
 

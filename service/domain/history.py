@@ -51,6 +51,7 @@ class RunState:
     counting: dict[tuple[int, str], MetricRec] = field(default_factory=dict)
     plateau: PlateauSpec | None = None
     plateau_state: plateau_core.PlateauState | None = None
+    memo: dict[tuple[str, int], object] = field(default_factory=dict)  # derived values keyed by last_seq
     _schedules: dict[str, Schedule] = field(default_factory=dict)
     _plan: Plan | None = None
 

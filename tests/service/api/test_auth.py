@@ -35,6 +35,8 @@ RULES: dict[tuple[str, str], str | None] = {
     ("POST", "/v1/runs/{run_id}/resume"): "train",
     ("GET", "/v1/runs/{run_id}/curve"): "read",
     ("POST", "/v1/curves"): "read",
+    ("GET", "/v1/runs/{run_id}/suggestion"): "read",
+    ("POST", "/v1/runs/{run_id}/followup"): "train",
     ("GET", "/healthz"): None,
     ("GET", "/readyz"): None,
 }
@@ -54,6 +56,8 @@ EXAMPLES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/v1/runs/{run_id}/resume"): {"json": {"step": 0}},
     ("GET", "/v1/runs/{run_id}/curve"): {"params": {"stop": 50}},
     ("POST", "/v1/curves"): {"json": {"spec": SPEC, "stop": 50}},
+    ("GET", "/v1/runs/{run_id}/suggestion"): {},
+    ("POST", "/v1/runs/{run_id}/followup"): {"json": {"run_id": "after-test", "step_size_up": 100}},
     ("GET", "/healthz"): {},
     ("GET", "/readyz"): {},
 }

@@ -61,7 +61,9 @@ ops = st.lists(
             Change,
             st.one_of(
                 st.builds(lambda f: {"op": "scale", "factor": f}, st.sampled_from([0.5, 2.0, 0.1])),
-                st.builds(lambda x, u: {"op": "set", "lr": x, "until_step": u}, st.sampled_from([0.3, 0.01]), st.none()),
+                st.builds(
+                    lambda x, u: {"op": "set", "lr": x, "until_step": u}, st.sampled_from([0.3, 0.01]), st.none()
+                ),
                 st.just({"op": "replace", "schedule": {"type": "StepLR", "step_size": 3, "gamma": 0.9}}),
                 st.just({"op": "replace", "schedule": {"type": "StepLR", "step_size": 5}, "origin": "restart"}),
                 st.just({"op": "plateau", "plateau": {"metric": "loss", "patience": 0, "factor": 0.9}}),
@@ -227,7 +229,9 @@ def test_replace_with_restart_origin_evaluates_from_the_change() -> None:
 
 def test_dry_run_records_nothing_and_shows_both_curves() -> None:
     svc = new_service()
-    result = svc.change("r", CHANGE.validate_python({"op": "scale", "factor": 0.5, "dry_run": True, "preview_steps": 8}), "a")
+    result = svc.change(
+        "r", CHANGE.validate_python({"op": "scale", "factor": 0.5, "dry_run": True, "preview_steps": 8}), "a"
+    )
     assert not result.applied and result.current is not None and result.proposed is not None
     np.testing.assert_allclose(
         np.array(result.proposed.groups[1].lr), np.array(result.current.groups[1].lr) * 0.5, rtol=1e-15

@@ -51,7 +51,11 @@ PerGroupFloat = Annotated[float | list[float], AfterValidator(_finite_list)]
 
 
 class StrictModel(BaseModel):
-    """No unknown fields, no silent coercion of strings to numbers, immutable once parsed."""
+    """No unknown fields, immutable once parsed.
+
+    Lax (not strict) mode on purpose: YAML 1.1 reads ``1e-3`` (no dot) as the *string* "1e-3", and users write
+    LRs that way; numeric strings are therefore accepted as numbers, anything else non-numeric is refused.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=False, populate_by_name=True)
 

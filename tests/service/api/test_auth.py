@@ -111,7 +111,9 @@ def test_openapi_declares_the_scope(operation: tuple[str, str]) -> None:
 def test_route_by_credential(guarded: httpx.Client, operation: tuple[str, str], credential: str) -> None:
     method, path = operation
     run_id = f"auth-{uuid.uuid4().hex[:12]}"
-    if "{run_id}" in path and method != "PUT":
+    if path.endswith(("/suggestion", "/followup")):
+        create_range_test(guarded, run_id)
+    elif "{run_id}" in path and method != "PUT":
         create_run(guarded, run_id, headers=bearer("admin"))
     example = EXAMPLES[operation]
     response = guarded.request(method, path.replace("{run_id}", run_id), headers=_headers(credential), **example)
@@ -133,6 +135,16 @@ def test_route_by_credential(guarded: httpx.Client, operation: tuple[str, str], 
         assert response.json()["required_scope"] == needed
     else:
         assert 200 <= response.status_code < 300, response.text
+
+
+def create_range_test(client: httpx.Client, run_id: str) -> None:
+    """A finished 40-step range test (the suggestion and follow-up routes answer 409 on other runs)."""
+    spec = {"schedule": {"type": "LRRangeTest", "start_lr": 1e-4, "end_lr": 1.0, "num_steps": 40}}
+    admin = bearer("admin")
+    assert client.put(f"/v1/runs/{run_id}", json={"spec": spec}, headers=admin).status_code == 201
+    assert client.get(f"/v1/runs/{run_id}/lr", params={"step": 0, "count": 40}, headers=admin).status_code == 200
+    losses = [{"step": i, "name": "loss", "value": 2.0 - 1.5 * i / 40 + (i / 38) ** 8} for i in range(40)]
+    assert client.post(f"/v1/runs/{run_id}/metrics", json={"metrics": losses}, headers=admin).status_code == 200
 
 
 def test_actor_is_the_token_name(guarded: httpx.Client) -> None:

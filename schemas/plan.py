@@ -29,6 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lrserve.schemas.core.schedule import Schedule, Values
+from lrserve.schemas.errors import FieldError, InvalidInput
 from lrserve.schemas.evaluate import apply_scale
 from lrserve.schemas.specs.base import ScheduleSpecBase, schedule_type
 from lrserve.schemas.specs.plateau import PlateauSpec
@@ -191,8 +192,18 @@ class Plan:
         )
 
     def values(self, steps: IntArray) -> tuple[Values, Values | None]:
-        """``(lr, momentum)`` of shape ``(G, N)``; momentum is None when no layer cycles it (NaN where some don't)."""
-        lr, momentum = self._unpinned_values(steps)
+        """``(lr, momentum)`` of shape ``(G, N)``; momentum is None when no layer cycles it (NaN where some don't).
+
+        A schedule that cannot be evaluated at these steps (e.g. a scan refusing a step past its limit) raises
+        ``InvalidInput`` naming the steps, not a bare ``ValueError``.
+        """
+        try:
+            lr, momentum = self._unpinned_values(steps)
+        except ValueError as exc:
+            raise InvalidInput(
+                detail=f"the schedule cannot be evaluated at these steps: {exc}",
+                errors=[FieldError(("step",), str(exc))],
+            ) from None
         for pin in self.pins:
             inside = (steps >= pin.start) & (steps <= pin.stop)
             if not inside.any():

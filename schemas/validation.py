@@ -34,13 +34,15 @@ def strip_union_tags(loc: tuple[str | int, ...], data: Any, error_type: str = ""
     out: list[str | int] = []
     node = data
     for part in loc:
-        if (isinstance(node, dict) and part in node) or (isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)):
+        out.append(part)
+        if isinstance(node, dict) and part in node:
             node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node.__getitem__(part)
         elif isinstance(part, str) and (_is_type_tag(part) or (isinstance(node, dict) and part in node.values())):
-            continue
+            out.pop()  # a union tag, not a field
         else:
             node = None
-        out.append(part)
     return tuple(out)
 
 

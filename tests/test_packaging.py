@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+PIP_WHEEL = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]
 LAYERS = {"schemas": "lrserve.schemas", "service": "lrserve.service", "client": "lrserve.client", "cli": "lrserve.cli"}
 
 
@@ -29,7 +30,7 @@ def test_every_folder_with_an_init_is_listed_as_a_package() -> None:
 @pytest.mark.slow
 def test_wheel_contains_the_layers_and_migrations(tmp_path: Path) -> None:
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(ROOT)],
+        [*PIP_WHEEL, "-w", str(tmp_path), str(ROOT)],
         check=True,
         capture_output=True,
     )

@@ -255,9 +255,7 @@ class _Compiler:
     def binop(self, node: ast.BinOp, d: int) -> _Node:
         op = _BINARY.get(type(node.op))
         if op is None:
-            raise self.refuse(
-                node, f"operator {_SYMBOLS.get(type(node.op), type(node.op).__name__)!r} not allowed"
-            )
+            raise self.refuse(node, f"operator {_SYMBOLS.get(type(node.op), type(node.op).__name__)!r} not allowed")
         if isinstance(node.op, ast.Pow):
             exponent = _literal(node.right)
             if exponent is not None and abs(exponent) > MAX_LITERAL_EXPONENT:
@@ -273,18 +271,14 @@ class _Compiler:
             return operand
         if isinstance(node.op, ast.Not):
             return lambda x: _as_float(np.equal(operand(x), 0))
-        raise self.refuse(
-            node, f"operator {_SYMBOLS.get(type(node.op), type(node.op).__name__)!r} not allowed"
-        )
+        raise self.refuse(node, f"operator {_SYMBOLS.get(type(node.op), type(node.op).__name__)!r} not allowed")
 
     def compare(self, node: ast.Compare, d: int) -> _Node:
         ops = []
         for op in node.ops:
             fn = _COMPARE.get(type(op))
             if fn is None:
-                raise self.refuse(
-                    node, f"comparison {_SYMBOLS.get(type(op), type(op).__name__)!r} not allowed"
-                )
+                raise self.refuse(node, f"comparison {_SYMBOLS.get(type(op), type(op).__name__)!r} not allowed")
             ops.append(fn)
         operands = [self.node(n, d) for n in (node.left, *node.comparators)]
 
@@ -319,9 +313,7 @@ class _Compiler:
             if name not in FUNCTIONS:
                 raise self.refuse(node, f"math.{name} is a constant, not a function")
         elif isinstance(node.func, ast.Name):
-            raise self.refuse(
-                node, f"unknown function {node.func.id!r}; allowed: {', '.join(sorted(FUNCTIONS))}"
-            )
+            raise self.refuse(node, f"unknown function {node.func.id!r}; allowed: {', '.join(sorted(FUNCTIONS))}")
         else:
             raise self.refuse(node, "only the listed functions may be called")
         if node.keywords:
@@ -349,11 +341,7 @@ def _literal(node: ast.AST) -> float | None:
     while isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
         sign = -sign if isinstance(node.op, ast.USub) else sign
         node = node.operand
-    if (
-        isinstance(node, ast.Constant)
-        and isinstance(node.value, int | float)
-        and not isinstance(node.value, bool)
-    ):
+    if isinstance(node, ast.Constant) and isinstance(node.value, int | float) and not isinstance(node.value, bool):
         try:
             return sign * float(node.value)
         except OverflowError:

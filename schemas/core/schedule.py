@@ -51,9 +51,8 @@ def as_steps(steps: npt.ArrayLike) -> Steps:
         arr = arr.reshape(1)
     if arr.ndim != 1:
         raise ValueError(f"steps must be a 1-D array, got shape {arr.shape}")
-    if arr.size and not np.issubdtype(arr.dtype, np.integer):
-        if not np.all(np.equal(np.mod(arr, 1), 0)):
-            raise ValueError("steps must be integers")
+    if arr.size and not np.issubdtype(arr.dtype, np.integer) and not np.all(np.equal(np.mod(arr, 1), 0)):
+        raise ValueError("steps must be integers")
     out = arr.astype(np.int64, copy=False)
     if out.size and out.min() < 0:
         raise ValueError("steps must be >= 0")

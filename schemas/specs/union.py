@@ -27,7 +27,6 @@ _MEMBERS: tuple[Any, ...] = (
 )
 
 
-
 class _StringMappingOnly:
     """JSON schema fix: pydantic writes a nested union (Caffe's, by ``lr_policy``) into the outer discriminator's
     ``mapping`` as a schema, where OpenAPI allows only references, so FastAPI could not build /openapi.json.

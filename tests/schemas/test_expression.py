@@ -188,9 +188,7 @@ def _exact_nodes(children: st.SearchStrategy[Expr]) -> st.SearchStrategy[Expr]:
         return f"({a[0]} or {b[0]})", lambda s: a[1](s) or b[1](s)
 
     def call(name: str, args: list[Expr]) -> Expr:
-        fn: Callable[..., Any] = {"min": min, "max": max, "abs": abs, "floor": math.floor, "ceil": math.ceil}[
-            name
-        ]
+        fn: Callable[..., Any] = {"min": min, "max": max, "abs": abs, "floor": math.floor, "ceil": math.ceil}[name]
         return f"{name}({', '.join(a[0] for a in args)})", lambda s: _int_guard(fn(*(a[1](s) for a in args)))
 
     return st.one_of(
@@ -199,9 +197,7 @@ def _exact_nodes(children: st.SearchStrategy[Expr]) -> st.SearchStrategy[Expr]:
         st.builds(ifexp, children, children, children),
         st.builds(boolop, st.sampled_from(["and", "or"]), children, children),
         st.builds(call, st.sampled_from(["min", "max"]), st.lists(children, min_size=2, max_size=3)),
-        st.builds(
-            call, st.sampled_from(["abs", "floor", "ceil"]), st.lists(children, min_size=1, max_size=1)
-        ),
+        st.builds(call, st.sampled_from(["abs", "floor", "ceil"]), st.lists(children, min_size=1, max_size=1)),
         children.map(lambda a: (f"(-{a[0]})", lambda s: -a[1](s))),
         children.map(lambda a: (f"(not {a[0]})", lambda s: not a[1](s))),
     )
@@ -232,9 +228,7 @@ def _power(base: Expr, exponent: float, outer: Expr) -> Expr:
 
 smooth_expressions = st.one_of(
     st.builds(_smooth, st.sampled_from(sorted(_SMOOTH)), exact_expressions, exact_expressions),
-    st.builds(
-        _power, exact_expressions, st.sampled_from([-1.5, -1.0, 0.5, 0.9, 2.0, 3.0]), exact_expressions
-    ),
+    st.builds(_power, exact_expressions, st.sampled_from([-1.5, -1.0, 0.5, 0.9, 2.0, 3.0]), exact_expressions),
 )
 
 HYP_STEPS = np.array([0, 1, 2, 3, 5, 7, 10, 11, 99, 100, 101, 997, 1000, 4096, 12345, 10**6 + 1])

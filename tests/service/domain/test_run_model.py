@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,10 +100,8 @@ def test_served_steps_never_change_and_replay_gives_the_same_numbers(history: li
                     served_order.append(key)
             next_step += op.count
         elif isinstance(op, Metric):
-            try:
+            with contextlib.suppress(MetricConflict):
                 svc.post_metrics("r", MetricBatch(metrics=[MetricIn(step=op.step, name="loss", value=op.value)]), "w")
-            except MetricConflict:
-                pass
         elif isinstance(op, Change):
             svc.change("r", CHANGE.validate_python(op.body), "admin")
         else:
@@ -126,7 +125,7 @@ def test_served_steps_never_change_and_replay_gives_the_same_numbers(history: li
     # A value served before a later resume at k stays the final value when its step < k for every later resume.
     for pos, key in enumerate(served_order):
         later = [k for (p, k) in resumes if p > pos]
-        inc, step = key
+        _, step = key
         if all(step < k for k in later) and step < 80:
             assert served[key] == tuple(final.lr[:, step].tolist())
 

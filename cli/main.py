@@ -18,9 +18,15 @@ from typing import Annotated, Any
 
 import typer
 
+from lrserve.cli import preview, runs, validate
+
 app = typer.Typer(name="lrserve", help="Learning-rate schedules as a service.", no_args_is_help=True)
 token_app = typer.Typer(help="API tokens: make one, or hash one for the config.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
+# Client-side commands (no server imports): cli/validate.py, cli/preview.py, cli/runs.py.
+app.command("validate")(validate.validate)
+app.command("preview")(preview.preview)
+app.add_typer(runs.app, name="runs")
 
 
 def _fail(message: str) -> typer.Exit:

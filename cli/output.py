@@ -14,6 +14,7 @@ from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 EXIT_INVALID = 1
 EXIT_USAGE = 2
@@ -21,7 +22,7 @@ EXIT_UNREACHABLE = 3
 
 
 def console() -> Console:
-    return Console(highlight=False, soft_wrap=False)
+    return Console(highlight=False, soft_wrap=True)  # long lines stay whole (tables still fit the width)
 
 
 def err_console() -> Console:
@@ -31,9 +32,9 @@ def err_console() -> Console:
 def fail(message: str, code: int = EXIT_INVALID, details: Iterable[str] = ()) -> NoReturn:
     """Print ``lrserve: message`` (and indented details) on stderr and exit with ``code``; no traceback."""
     err = err_console()
-    err.print(f"[bold red]lrserve:[/] {message}", markup=True, highlight=False)
+    err.print(f"[bold red]lrserve:[/] {escape(message)}", highlight=False, soft_wrap=True)
     for line in details:
-        err.print(f"  {line}", markup=False, highlight=False)
+        err.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -65,8 +66,8 @@ def num(value: float | None) -> str:
     a = abs(value)
     if 1e-3 <= a < 1e5:
         return f"{value:.4g}"
-    mant, exp = f"{value:.3g}".split("e") if "e" in f"{value:.3g}" else (f"{value:.3g}", "0")
-    return f"{mant}e{int(exp)}"
+    mant, exp = f"{value:.2e}".split("e")
+    return f"{float(mant):g}e{int(exp)}"
 
 
 def steps(value: int | None) -> str:

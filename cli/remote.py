@@ -6,7 +6,6 @@ than the wire models; it does not retry (a person is waiting: an unreachable ser
 
 from __future__ import annotations
 
-import os
 from typing import Annotated, Any
 
 import httpx
@@ -25,7 +24,6 @@ Token = Annotated[
     typer.Option("--token", envvar="LRSERVE_TOKEN", help="API token (sent as Bearer)", show_default=False),
 ]
 Json = Annotated[bool, typer.Option("--json", help="print the server's JSON answer (for scripts)")]
-Timeout = Annotated[float, typer.Option("--timeout", help="seconds to wait for the server", hidden=True)]
 
 
 class Remote:
@@ -46,8 +44,8 @@ class Remote:
         """The answer's JSON (None for 204); exits with a message on a problem or an unreachable server."""
         try:
             response = self._client.request(method, path, **kwargs)
-        except httpx.InvalidURL as e:
-            fail(f"bad server URL {self.url!r}: {e}", EXIT_UNREACHABLE)
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol) as e:
+            fail(f"bad server URL {self.url!r}: {e}", EXIT_UNREACHABLE, ["e.g. --url http://127.0.0.1:8000"])
         except httpx.TimeoutException:
             fail(f"the server at {self.url} did not answer in time", EXIT_UNREACHABLE)
         except (httpx.TransportError, ValueError) as e:
@@ -75,6 +73,7 @@ class Remote:
         title = body.get("title") or response.reason_phrase
         detail = body.get("detail") or ""
         details = [f"{e.get('path') or '<root>'}: {e.get('msg')}" for e in body.get("errors") or []]
+        details = [line for line in details if line not in detail]  # the detail often quotes the first error
         if response.status_code == 401:
             details.append("pass --token or set LRSERVE_TOKEN (`lrserve token new NAME --scopes ...`)")
         elif response.status_code == 403:

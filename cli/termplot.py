@@ -85,7 +85,11 @@ def plot(series: Sequence[Series], *, width: int = 72, height: int = 12, log: bo
     out.append("\n")
 
     def ylabel(row: int) -> str:
-        v = y1 - (y1 - y0) * (row * 4 + 1.5) / (dot_h - 1)
+        # the top row starts at the largest value, the bottom row ends at the smallest
+        r = 0.0 if row == 0 else float(dot_h - 1) if row == height - 1 else row * 4 + 1.5
+        v = y1 - (y1 - y0) * r / (dot_h - 1)
+        if not log and abs(v) < (y1 - y0) * 1e-9:
+            v = 0.0  # not -6.9e-18
         return num(10**v if log else v)
 
     label_rows = {0, height // 2, height - 1}

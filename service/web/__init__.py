@@ -1,0 +1,1 @@
+"""The web page: runs, curves, changes with a preview, a spec playground."""

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -157,3 +158,16 @@ def test_concurrent_clients(server: ServerProcess) -> None:
         assert not errors, errors[:3]
         assert setup.get("/v1/runs/job").json()["horizon"] == 529
         assert time.monotonic() - began < 60
+
+
+@pytest.mark.postgres
+def test_several_workers_on_postgres(tmp_path: Path, pg_database: Callable[[], str]) -> None:
+    """--workers 2 rebuilds the app in each worker process from the environment (store from the command line)."""
+    server = ServerProcess(tmp_path, "--store", pg_database(), "--workers", "2")
+    with server, httpx.Client(base_url=server.url, timeout=30) as http:
+        assert http.put("/v1/runs/job", json={"spec": SPEC}).status_code == 201
+        windows = [http.get("/v1/runs/job/lr", params={"step": s, "count": 5}).json() for s in range(0, 100, 5)]
+        assert [w["start"] for w in windows] == list(range(0, 100, 5))
+        assert http.get("/v1/runs/job").json()["horizon"] == 99
+    assert server.wait(timeout=30) in (0, -signal.SIGTERM)
+    assert server.log().count("lrserve stopped") == 2  # both workers closed their store

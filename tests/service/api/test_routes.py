@@ -452,3 +452,28 @@ def test_momentum_column_is_finite(client: httpx.Client) -> None:
     window = lease(client, 0, 100)
     assert window.groups[0].momentum is not None
     assert all(math.isfinite(x) for x in window.groups[0].momentum)
+
+
+def test_frozen_reads_do_not_write(serve: Serve, tmp_path: Any) -> None:
+    """Serving steps at or below the horizon leaves the database alone, from a warm cache and from a cold one."""
+    import hashlib
+
+    db = tmp_path / "frozen.db"
+    client = serve(store=f"sqlite:///{db}")
+    create_run(client)
+    lease(client, 0, 50)
+    before = client.get("/v1/runs/run-1").json()
+
+    def digest() -> str:
+        client.app.state.service._store.engine.dispose()  # type: ignore[attr-defined]  # checkpoint the WAL
+        return hashlib.sha256(db.read_bytes()).hexdigest()
+
+    on_disk = digest()
+    for step in (0, 17, 49):
+        lease(client, step)
+    lease(client, 10, 40)
+    cold = serve(store=f"sqlite:///{db}")  # a second app: nothing cached
+    assert LrWindow.model_validate_json(cold.get("/v1/runs/run-1/lr", params={"step": 20, "count": 30}).content)
+    assert cold.get("/v1/runs/run-1").json()["updated_at"] == before["updated_at"]
+    cold.app.state.service._store.engine.dispose()  # type: ignore[attr-defined]
+    assert digest() == on_disk

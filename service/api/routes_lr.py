@@ -38,11 +38,9 @@ async def get_lr(
             detail=f"count {count} is above this server's limit of {settings.limits.max_lease}",
             errors=[FieldError(("query", "count"), f"must be <= {settings.limits.max_lease}")],
         )
-    # Frozen steps already in memory are answered here, in the event loop; anything else may touch the store,
-    # so it runs in the threadpool.
-    data = service.lease_cached(run_id, step, count, incarnation)
-    if data is None:
-        data = await run_in_threadpool(service.lease, run_id, step, count, incarnation)
+    # Frozen steps held in memory were answered ahead of this route (api.fastpath); what reaches it may touch
+    # the store, so it runs in the threadpool.
+    data = await run_in_threadpool(service.lease, run_id, step, count, incarnation)
     return Response(lease_json(data), media_type=JSON)
 
 

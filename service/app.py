@@ -23,12 +23,14 @@ from lrserve.service.api import (
     routes_health,
     routes_lr,
     routes_metrics,
+    routes_prometheus,
     routes_rangetest,
     routes_runs,
 )
 from lrserve.service.api.fastpath import FastLease
 from lrserve.service.api.middleware import BodyLimit, RequestLog
 from lrserve.service.auth import TokenAuth
+from lrserve.service.observability import Telemetry
 from lrserve.service.runs import RunService
 from lrserve.service.settings import Settings, load_settings
 from lrserve.service.store.sql import SqlStore
@@ -48,6 +50,7 @@ def _version() -> str:
 
 def create_app(settings: Settings) -> FastAPI:
     auth = TokenAuth(settings.tokens)
+    telemetry = Telemetry(version=_version())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -57,7 +60,8 @@ def create_app(settings: Settings) -> FastAPI:
         store = SqlStore(settings.store)
         try:
             await run_in_threadpool(store.migrate)
-            app.state.service = RunService(store, presets=settings.presets)
+            app.state.service = RunService(store, presets=settings.presets, telemetry=telemetry)
+            telemetry.count_runs_with(store.count_runs)
             if auth.open:
                 log.warning("no API tokens configured: the server is open to anyone who can reach %s", settings.host)
             log.info("lrserve %s ready: store %r", _version(), store)
@@ -76,14 +80,20 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     app.state.auth = auth
+    app.state.telemetry = telemetry
     problems.install(app)
     for module in ROUTERS:
         app.include_router(module.router)
+    if settings.metrics:
+        app.include_router(routes_prometheus.router)  # GET /metrics (read scope; not in the OpenAPI document)
     app.include_router(web_routes.router)  # the web page at / and its data under /ui (not in the OpenAPI document)
     app.add_middleware(BodyLimit, max_bytes=settings.limits.max_body_bytes)
     app.add_middleware(FastLease, auth=auth, max_lease=settings.limits.max_lease)
-    if settings.request_log:
-        app.add_middleware(RequestLog)
+    if settings.request_log or settings.metrics:
+        # Outermost: it times and counts everything, the fast path's answers and BodyLimit's 413s included.
+        app.add_middleware(
+            RequestLog, telemetry=telemetry if settings.metrics else None, log_requests=settings.request_log
+        )
     return app
 
 

@@ -77,6 +77,7 @@ from lrserve.service.domain import events as ev
 from lrserve.service.domain import rangetest
 from lrserve.service.domain.history import RunState
 from lrserve.service.domain.views import CurveData, LeaseData, groups_of
+from lrserve.service.observability import Telemetry
 from lrserve.service.store.base import EventRecord, NewEvent, RunRecord, RunTransaction, Store, iter_pages
 
 T = TypeVar("T")
@@ -100,8 +101,12 @@ def _deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]
 
 
 class RunService:
-    def __init__(self, store: Store, *, presets: Mapping[str, dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self, store: Store, *, presets: Mapping[str, dict[str, Any]] | None = None, telemetry: Telemetry | None = None
+    ) -> None:
         self._store = store
+        #: counters and info lines (``observability``); fed after each commit, never inside a transaction
+        self._telemetry = telemetry if telemetry is not None else Telemetry()
         self._presets = dict(presets or {})
         self._cache: dict[str, _Entry] = {}
         self._cache_lock = threading.Lock()
@@ -307,9 +312,11 @@ class RunService:
             if not (frozen and trusted):
                 return None
             self._check_incarnation(entry, incarnation)
-            return self._lease_data(entry, start, count)
+            data = self._lease_data(entry, start, count)
         finally:
             entry.lock.release()
+        self._telemetry.lease_from_cache.inc()
+        return data
 
     def lease(self, run_id: str, start: int, count: int, incarnation: int | None) -> LeaseData:
         cached = self.lease_cached(run_id, start, count, incarnation)
@@ -320,16 +327,25 @@ class RunService:
         with entry.lock:
             if stop <= entry.run.horizon:
                 self._check_incarnation(entry, incarnation)
-                return self._lease_data(entry, start, count)
+                data = self._lease_data(entry, start, count)
+                self._telemetry.lease_from_store.inc()
+                return data
+        extended = False
 
         def extend(tx: RunTransaction, entry: _Entry) -> LeaseData:
+            nonlocal extended
             self._check_incarnation(entry, incarnation)
             if stop > tx.run.horizon:
                 tx.update(horizon=stop)
+                extended = True
             entry.run = tx.run
             return self._lease_data(entry, start, count)
 
-        return self._write(run_id, extend)
+        data = self._write(run_id, extend)
+        self._telemetry.lease_from_store.inc()
+        if extended:
+            self._telemetry.horizon_extension.inc()
+        return data
 
     def _lease_data(self, entry: _Entry, start: int, count: int) -> LeaseData:
         steps = np.arange(start, start + count, dtype=np.int64)
@@ -478,7 +494,9 @@ class RunService:
                 reduction_from_step=reductions[-1].from_step if reductions else None,
             )
 
-        return self._write(run_id, record)
+        result = self._write(run_id, record)
+        self._telemetry.metrics_posted(run_id, result, actor)
+        return result
 
     # ---- changes ------------------------------------------------------------------------------------------------
 
@@ -562,7 +580,9 @@ class RunService:
                 proposed=None,
             )
 
-        return self._write(run_id, record)
+        result = self._write(run_id, record)
+        self._telemetry.changed(run_id, change, result, actor)
+        return result
 
     def _preview(self, entry: _Entry, change: ChangeIn, from_step: int, actor: str | None) -> ChangeResult:
         state = entry.state
@@ -593,7 +613,10 @@ class RunService:
     # ---- resume -------------------------------------------------------------------------------------------------
 
     def resume(self, run_id: str, body: ResumeIn, actor: str | None) -> ResumeResult:
+        new = False
+
         def record(tx: RunTransaction, entry: _Entry) -> ResumeResult:
+            nonlocal new
             state = entry.state
             done = next((r for r in state.resumes if body.key is not None and r.key == body.key), None)
             if done is None:
@@ -608,6 +631,7 @@ class RunService:
                 # Steps from body.step on are re-opened; the values at body.step are served now.
                 tx.update(horizon=body.step, incarnation=incarnation)
                 step = body.step
+                new = True
             else:
                 incarnation, step = done.incarnation, done.step
             entry.run = tx.run
@@ -619,7 +643,9 @@ class RunService:
                 groups=groups_of(state.spec.group_names, lr, mom),
             )
 
-        return self._write(run_id, record)
+        result = self._write(run_id, record)
+        self._telemetry.resumed(run_id, result, actor, new)
+        return result
 
     # ---- LR range tests -----------------------------------------------------------------------------------------
 

@@ -34,6 +34,7 @@ from pydantic_settings import (
 )
 
 from lrserve.schemas.wire import MAX_CURVE_POINTS, MAX_LEASE
+from lrserve.service.logs import LogFormat
 
 Scope = Literal["read", "train", "admin"]
 CONFIG_ENV = "LRSERVE_CONFIG"
@@ -74,7 +75,14 @@ class Settings(BaseSettings):
     presets: dict[str, dict[str, Any]] = Field(default_factory=dict, description="name -> partial RunSpec")
     limits: Limits = Field(default_factory=Limits)
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
-    request_log: bool = Field(False, description="one JSON line per request on the 'lrserve.request' logger")
+    log_format: LogFormat = Field("json", description="json: one JSON object per line; text: for a terminal")
+    request_log: bool = Field(
+        True, description="one line per request on the 'lrserve.request' logger (at INFO; off at log_level warning)"
+    )
+    metrics: bool = Field(True, description="serve GET /metrics (Prometheus) and count requests for it")
+    shutdown_timeout: float = Field(
+        30, ge=0, le=3600, description="seconds SIGTERM waits for requests in flight before cancelling them"
+    )
     allow_open_non_loopback: bool = Field(
         False, description="serve without tokens on a non-loopback address (anyone who can reach it may write)"
     )

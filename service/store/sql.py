@@ -413,6 +413,11 @@ class SqlStore:
                     found[row.run_id][row.key] = row.value
         return [_run_record(row, found[row.run_id]) for row in rows]
 
+    def count_runs(self) -> int:
+        """How many runs the store holds (the ``lrserve_runs`` gauge; not part of the ``Store`` contract)."""
+        with self._reading() as conn:
+            return int(conn.execute(select(func.count()).select_from(runs)).scalar_one())
+
     def delete_run(self, run_id: str) -> bool:
         with self._writing() as conn:
             return conn.execute(delete(runs).where(runs.c.run_id == run_id)).rowcount > 0

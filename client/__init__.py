@@ -1,1 +1,58 @@
-"""lrserve.client"""
+"""lrserve.client: what a training job imports.
+
+- ``LRClient`` / ``RunHandle`` (``lrserve.client.http``): typed calls to the server (httpx, keep-alive,
+  retries with backoff and jitter); errors raised as ``lrserve.schemas.errors`` classes.
+- ``LeaseManager`` (``lrserve.client.lease``): leased windows of steps, refilled ahead, local evaluation
+  through outages, a metric queue replayed idempotently. No torch needed.
+- ``RemoteScheduler`` (``lrserve.client.torch``): the drop-in ``torch.optim.lr_scheduler.LRScheduler``; torch
+  is imported only when it is first used, so ``import lrserve.client`` works without torch.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from lrserve.client.http import LRClient, RunHandle, ServerUnreachable, error_from_response
+from lrserve.client.lease import LeaseManager, LocalPlan, Window
+from lrserve.schemas.errors import (
+    Conflict,
+    InvalidInput,
+    LrserveError,
+    NotFound,
+    RunExists,
+    RunNotFound,
+    SpecInvalid,
+    StaleIncarnation,
+    Unavailable,
+)
+
+if TYPE_CHECKING:
+    from lrserve.client.torch import RemoteScheduler
+
+__all__ = [
+    "Conflict",
+    "InvalidInput",
+    "LRClient",
+    "LeaseManager",
+    "LocalPlan",
+    "LrserveError",
+    "NotFound",
+    "RemoteScheduler",
+    "RunExists",
+    "RunHandle",
+    "RunNotFound",
+    "ServerUnreachable",
+    "SpecInvalid",
+    "StaleIncarnation",
+    "Unavailable",
+    "Window",
+    "error_from_response",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "RemoteScheduler":
+        from lrserve.client.torch import RemoteScheduler
+
+        return RemoteScheduler
+    raise AttributeError(f"module 'lrserve.client' has no attribute {name!r}")

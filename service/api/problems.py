@@ -15,6 +15,8 @@ What maps to what:
 - ``RequestValidationError`` (a body, query, path or header that fails its model, or malformed JSON): 422
   ``invalid-input``, or ``spec-invalid`` when every error lies inside the ``spec``;
 - Starlette's ``HTTPException`` (no such route 404, method not allowed 405, body too large 413): that status;
+  except FastAPI's 400 for a body that is not UTF-8 or nests past the recursion limit: 422 ``invalid-input``,
+  as for any malformed JSON;
 - anything else: 500 ``internal``, logged with its traceback (a bug: no client input should get here).
 """
 
@@ -109,8 +111,23 @@ async def _on_validation_error(_request: Request, exc: Exception) -> Response:
     return error_response(validation_error(exc))
 
 
+def _unparsable_body(exc: StarletteHTTPException) -> InvalidInput | None:
+    """FastAPI's 400 for a body ``json.loads`` could not even start on (not UTF-8; nested past the recursion
+    limit): the same 422 ``json_invalid`` problem as any other malformed JSON, or None for other 400s."""
+    cause = exc.__cause__
+    if exc.status_code != 400 or not isinstance(cause, UnicodeDecodeError | RecursionError):
+        return None
+    reason = "the body is not UTF-8 text" if isinstance(cause, UnicodeDecodeError) else "nested too deeply"
+    return InvalidInput(
+        detail=f"malformed JSON: {reason}", errors=[FieldError((), f"malformed JSON: {reason}", "json_invalid")]
+    )
+
+
 async def _on_http_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    unparsable = _unparsable_body(exc)
+    if unparsable is not None:
+        return error_response(unparsable)
     type_, title = _HTTP_TYPES.get(exc.status_code, (f"http-{exc.status_code}", "HTTP error"))
     return problem(exc.status_code, type_, title, str(exc.detail), headers=exc.headers)
 
@@ -125,6 +142,54 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
     app.add_exception_handler(Exception, _on_unexpected)
+    _document_problems(app)
+
+
+_PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+_REASONS = {
+    401: "no or unknown bearer token",
+    403: "the token lacks the scope",
+    404: "no such run",
+    413: "the body is too large",
+    422: "invalid input",
+    503: "the database is unavailable (retry)",
+}
+
+
+def _document_problems(app: FastAPI) -> None:
+    """Make the OpenAPI document say what the handlers above answer: every error of every operation is
+    ``application/problem+json`` with the ``Problem`` schema (FastAPI's default 422 says ``application/json``
+    ``HTTPValidationError``), and the statuses any operation of its kind may answer are listed: 422 with
+    parameters or a body, 413 with a body, 401/403 where a scope is required, 404 and 503 on a run's routes."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = build()  # FastAPI caches it: the edits below are made once and are idempotent anyway
+        for path, item in schema.get("paths", {}).items():
+            for operation in item.values():
+                responses: dict[str, Any] = operation.setdefault("responses", {})
+                statuses = set()
+                if operation.get("parameters") or "requestBody" in operation:
+                    statuses.add(422)
+                if "requestBody" in operation:
+                    statuses.add(413)
+                if operation.get("security"):
+                    statuses |= {401, 403}
+                if path.startswith("/v1/runs"):
+                    statuses.add(503)
+                if "{run_id}" in path:
+                    statuses.add(404)
+                for status in statuses:
+                    responses.setdefault(str(status), {"description": _REASONS[status]})
+                for code, response in responses.items():
+                    if code.isdigit() and int(code) >= 400:
+                        response["content"] = {PROBLEM_JSON: {"schema": _PROBLEM_REF}}
+        components = schema.get("components", {}).get("schemas", {})
+        for unused in ("HTTPValidationError", "ValidationError"):
+            components.pop(unused, None)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 #: For ``responses=`` in route decorators: the problem statuses a route may answer, documented in OpenAPI.

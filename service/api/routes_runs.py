@@ -69,7 +69,8 @@ def list_events(
     run_id: RunIdPath,
     service: Service,
     _caller: Reader,
-    after: Annotated[int, Query(ge=0, description="return events with seq > after")] = 0,
+    # Bounded by the seq column (BIGINT): a larger value would overflow the driver, not just match nothing.
+    after: Annotated[int, Query(ge=0, le=2**63 - 1, description="return events with seq > after")] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
 ) -> EventPage:
     return service.events(run_id, after, limit)

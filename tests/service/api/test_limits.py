@@ -138,3 +138,11 @@ def test_page_limit(client: httpx.Client) -> None:
     assert_problem(client.get("/v1/runs", params={"limit": 1001}), 422, "invalid-input")
     create_run(client)
     assert_problem(client.get("/v1/runs/run-1/events", params={"limit": 10**6}), 422, "invalid-input")
+
+
+def test_giant_event_cursor_is_422_not_500(client: httpx.Client) -> None:
+    # Found by tests/fuzz: an `after` beyond BIGINT overflowed SQLite's driver (a 500).
+    create_run(client)
+    assert client.get("/v1/runs/run-1/events", params={"after": 2**63 - 1}).json()["events"] == []
+    problem = assert_problem(client.get("/v1/runs/run-1/events", params={"after": 2**63}), 422, "invalid-input")
+    assert problem["errors"][0]["loc"] == ["query", "after"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import math
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -88,6 +89,19 @@ class _Entry:
     run: RunRecord
     state: RunState
     lock: threading.RLock = field(default_factory=threading.RLock)
+    #: Served windows by (incarnation, start, count): their values can never change, so they are kept as
+    #: evaluated (every rank of a job asks for the same windows; a hot reader asks again and again).
+    windows: OrderedDict[tuple[int, int, int], _Window] = field(default_factory=OrderedDict)
+
+
+@dataclass(frozen=True)
+class _Window:
+    lr: np.ndarray[Any, np.dtype[np.float64]]
+    momentum: np.ndarray[Any, np.dtype[np.float64]] | None
+    end: int | None
+
+
+MAX_CACHED_WINDOWS = 256
 
 
 def _deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
@@ -348,10 +362,23 @@ class RunService:
         return data
 
     def _lease_data(self, entry: _Entry, start: int, count: int) -> LeaseData:
-        steps = np.arange(start, start + count, dtype=np.int64)
-        plan = entry.state.plan
-        lr, momentum = plan.values(steps)
-        end = plan.layer_at(start + count - 1).end_step()
+        """The values of a window at or below the horizon (served: frozen for this incarnation, so cached)."""
+        key = (entry.state.incarnation, start, count)
+        window = entry.windows.get(key)
+        if window is None:
+            steps = np.arange(start, start + count, dtype=np.int64)
+            plan = entry.state.plan
+            lr, momentum = plan.values(steps)
+            lr.flags.writeable = False
+            if momentum is not None:
+                momentum.flags.writeable = False
+            window = _Window(lr, momentum, plan.layer_at(start + count - 1).end_step())
+            entry.windows[key] = window
+            if len(entry.windows) > MAX_CACHED_WINDOWS:
+                entry.windows.popitem(last=False)
+        else:
+            entry.windows.move_to_end(key)
+        lr, momentum, end = window.lr, window.momentum, window.end
         return LeaseData(
             run_id=entry.run.run_id,
             start=start,

@@ -61,8 +61,12 @@ class ResumeRec:
 
 
 def encode_float(value: float) -> float | str:
-    """JSON has no NaN/inf: store them as the strings Python's float() reads back."""
-    return value if math.isfinite(value) else repr(value)
+    """JSON has no NaN/inf: store them as the strings the wire uses ("NaN", "Infinity", "-Infinity")."""
+    if math.isfinite(value):
+        return value
+    if math.isnan(value):
+        return "NaN"
+    return "Infinity" if value > 0 else "-Infinity"
 
 
 def decode_float(value: float | str) -> float:

@@ -17,6 +17,7 @@ Every public method runs inside ``translated()``, the one place where database e
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -60,6 +61,8 @@ from lrserve.service.store.engines import DEFAULT_URL, WRITE, make_engine
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 #: Key of the PostgreSQL advisory lock held while migrating (any constant unlikely to clash: "lrserve" in hex).
 MIGRATION_LOCK_KEY = 0x6C7273657276
+#: How long a SQLite writer waits for its turn in this process before answering 503 (retryable).
+WRITE_QUEUE_SECONDS = 10.0
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -311,6 +314,7 @@ class SqlStore:
         self._writer = self.engine.execution_options(**{WRITE: True})
         #: PostgreSQL may be written by several server processes; a SQLite file is one server's.
         self.shared: bool = self.engine.dialect.name == "postgresql"
+        self._write_lock: threading.Lock | None = None if self.shared else threading.Lock()
 
     def __repr__(self) -> str:
         return f"SqlStore({self.engine.url.render_as_string(hide_password=True)!r})"
@@ -322,9 +326,20 @@ class SqlStore:
 
     @contextmanager
     def _writing(self) -> Iterator[Connection]:
-        """A write transaction: SQLite ``BEGIN IMMEDIATE``; committed on normal exit, rolled back otherwise."""
-        with translated(), self._writer.begin() as conn:
-            yield conn
+        """A write transaction: SQLite ``BEGIN IMMEDIATE``; committed on normal exit, rolled back otherwise.
+
+        On SQLite the process's writers queue on a lock first: SQLite's own busy handler polls with sleeps and
+        lets a burst of concurrent writers time out ("database is locked") where a queue serves them all.
+        """
+        lock = self._write_lock
+        if lock is not None and not lock.acquire(timeout=WRITE_QUEUE_SECONDS):
+            raise Unavailable(f"the database is busy: no write slot within {WRITE_QUEUE_SECONDS:g} s; retry")
+        try:
+            with translated(), self._writer.begin() as conn:
+                yield conn
+        finally:
+            if lock is not None:
+                lock.release()
 
     def migrate(self) -> None:
         config = Config()

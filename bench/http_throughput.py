@@ -1,6 +1,6 @@
 """HTTP throughput and latency of lrserve against a bare FastAPI route, on the same uvicorn set-up, in one run.
 
-    python bench/http.py [--duration 5] [--connections 32] [--store URL]
+    python bench/http_throughput.py [--duration 5] [--connections 32] [--store URL]
 
 Servers and the load generator are separate processes (pinned to separate cores where there are several): the
 lrserve app (``create_app``) and a bare FastAPI app, each run by ``uvicorn.run`` with the same arguments as

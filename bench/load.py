@@ -472,8 +472,8 @@ def summary(label: str, load: Load) -> str:
         lines.append(f"     {error}")
     verdict = "PASS" if not load.audit else f"FAIL ({len(load.audit)})"
     lines.append(
-        f"   audit {verdict}: {load.audited['steps']} served steps one value each and on the final curve, "
-        f"{load.audited['metrics']} acknowledged metrics and {load.audited['changes']} changes in the events "
+        f"   audit {verdict}: {load.audited['steps']} served steps checked (one value each, on the final curve), "
+        f"{load.audited['metrics']} acknowledged metrics and {load.audited['changes']} changes looked up in the events "
         f"({load.audited['reductions']} plateau reductions recorded)"
     )
     lines.extend(f"     {problem}" for problem in load.audit[:10])

@@ -14,7 +14,8 @@ import copy
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -92,6 +93,9 @@ class _Entry:
     #: Served windows by (incarnation, start, count): their values can never change, so they are kept as
     #: evaluated (every rank of a job asks for the same windows; a hot reader asks again and again).
     windows: OrderedDict[tuple[int, int, int], _Window] = field(default_factory=OrderedDict)
+    #: False once a write on it failed: it may hold what did not commit (a horizon, events, windows), so whoever
+    #: still holds it must load the run again (``_locked``, ``_write``, ``lease_cached``).
+    valid: bool = True
 
 
 @dataclass(frozen=True)
@@ -163,25 +167,42 @@ class RunService:
             entry.run = run
         return entry
 
+    @contextmanager
+    def _locked(self, run_id: str) -> Iterator[_Entry]:
+        """The run's entry, up to date and locked: never one that a failed write left behind (waiting for the
+        lock, a caller may have held it while that write failed)."""
+        while True:
+            entry = self._refresh(run_id)
+            with entry.lock:
+                if entry.valid:
+                    yield entry
+                    return
+
     def _write(self, run_id: str, fn: Callable[[RunTransaction, _Entry], T]) -> T:
-        entry = self._load(run_id)
-        with entry.lock:
-            try:
-                with self._store.transaction(run_id) as tx:
-                    if tx.run.created_at != entry.run.created_at:
-                        raise _Recreated
-                    entry.state.extend(tx.events_after(entry.state.last_seq))
-                    result = fn(tx, entry)
-                    run = tx.run
-            except _Recreated:
-                self._forget(run_id)
-                return self._write(run_id, fn)
-            except BaseException:
-                # The in-memory fold may hold events that did not commit: rebuild it from the store next time.
-                self._forget(run_id)
-                raise
-            entry.run = run
-        return result
+        while True:
+            entry = self._load(run_id)
+            with entry.lock:
+                if not entry.valid:
+                    continue  # a write on it failed while this one waited: load the run again
+                try:
+                    with self._store.transaction(run_id) as tx:
+                        if tx.run.created_at != entry.run.created_at:
+                            raise _Recreated
+                        entry.state.extend(tx.events_after(entry.state.last_seq))
+                        result = fn(tx, entry)
+                        run = tx.run
+                except _Recreated:
+                    entry.valid = False
+                    self._forget(run_id)
+                    continue
+                except BaseException:
+                    # The entry may hold what did not commit (events in the fold, a horizon, evaluated windows):
+                    # nobody may use it again, and the run is rebuilt from the store next time.
+                    entry.valid = False
+                    self._forget(run_id)
+                    raise
+                entry.run = run
+                return result
 
     @staticmethod
     def _check_incarnation(entry: _Entry, incarnation: int | None) -> None:
@@ -244,8 +265,7 @@ class RunService:
         return self.get_run(run_id), created
 
     def get_run(self, run_id: str) -> RunPublic:
-        entry = self._refresh(run_id)
-        with entry.lock:
+        with self._locked(run_id) as entry:
             return self._public(entry)
 
     def _public(self, entry: _Entry) -> RunPublic:
@@ -321,6 +341,8 @@ class RunService:
         if entry is None or not entry.lock.acquire(blocking=False):
             return None
         try:
+            if not entry.valid:
+                return None
             frozen = start + count - 1 <= entry.run.horizon
             trusted = not self._store.shared or incarnation == entry.state.incarnation
             if not (frozen and trusted):
@@ -337,8 +359,7 @@ class RunService:
         if cached is not None:
             return cached
         stop = start + count - 1
-        entry = self._refresh(run_id)
-        with entry.lock:
+        with self._locked(run_id) as entry:
             if stop <= entry.run.horizon:
                 self._check_incarnation(entry, incarnation)
                 data = self._lease_data(entry, start, count)
@@ -396,8 +417,7 @@ class RunService:
 
     def plan(self, run_id: str) -> RunPlan:
         """The run's spec, changes and reductions: what a client needs to evaluate LRs itself during an outage."""
-        entry = self._refresh(run_id)
-        with entry.lock:
+        with self._locked(run_id) as entry:
             state = entry.state
             return RunPlan(
                 run_id=run_id,
@@ -584,8 +604,7 @@ class RunService:
 
     def change(self, run_id: str, change: ChangeIn, actor: str | None, if_match: int | None = None) -> ChangeResult:
         if change.dry_run:
-            entry = self._refresh(run_id)
-            with entry.lock:
+            with self._locked(run_id) as entry:
                 self._check_revision(entry.state, change, if_match)
                 from_step = self._check_change(entry, change, entry.run.horizon)
                 return self._preview(entry, change, from_step, actor)
@@ -679,8 +698,7 @@ class RunService:
     def suggestion(
         self, run_id: str, upper_rule: lrfinder.UpperRule = "valley", lower_div: float = lrfinder.DEFAULT_LOWER_DIV
     ) -> SuggestionPublic:
-        entry = self._refresh(run_id)
-        with entry.lock:
+        with self._locked(run_id) as entry:
             h, reading = rangetest.suggest(entry.state, upper_rule=upper_rule, lower_div=lower_div)
         rows = h.lrs[:, : len(reading.lr)].tolist()
         picks = []
@@ -725,8 +743,7 @@ class RunService:
 
     def followup(self, run_id: str, body: FollowupIn, actor: str | None) -> tuple[RunPublic, bool]:
         """Create the training run a range test suggests (CyclicLR or OneCycleLR between its bounds)."""
-        entry = self._refresh(run_id)
-        with entry.lock:
+        with self._locked(run_id) as entry:
             h, reading = rangetest.suggest(entry.state, upper_rule=body.upper_rule, lower_div=body.lower_div)
             groups = [g.model_dump(mode="json") for g in entry.state.spec.param_groups]
         if reading.clr_bounds is None:
@@ -780,8 +797,7 @@ class RunService:
 
     def curve(self, run_id: str, start: int, stop: int, stride: int) -> CurveData:
         steps = self._check_range(start, stop, stride)
-        entry = self._refresh(run_id)
-        with entry.lock:
+        with self._locked(run_id) as entry:
             state = entry.state
             lr, mom = state.plan.values(steps)
             return CurveData(

@@ -6,6 +6,8 @@
   through outages, a metric queue replayed idempotently. No torch needed.
 - ``RemoteScheduler`` (``lrserve.client.torch``): the drop-in ``torch.optim.lr_scheduler.LRScheduler``; torch
   is imported only when it is first used, so ``import lrserve.client`` works without torch.
+- ``find_lr`` (``lrserve.client.lrfind``): an LR range test run against the service (the model and optimizer
+  restored afterwards), returning the server's suggestion; ``plot_range_test`` draws it (matplotlib). Lazy too.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from lrserve.schemas.errors import (
 )
 
 if TYPE_CHECKING:
+    from lrserve.client.lrfind import find_lr, plot_range_test
     from lrserve.client.torch import RemoteScheduler
 
 __all__ = [
@@ -47,6 +50,8 @@ __all__ = [
     "Unavailable",
     "Window",
     "error_from_response",
+    "find_lr",
+    "plot_range_test",
 ]
 
 
@@ -55,4 +60,8 @@ def __getattr__(name: str) -> Any:
         from lrserve.client.torch import RemoteScheduler
 
         return RemoteScheduler
+    if name in ("find_lr", "plot_range_test"):
+        from lrserve.client import lrfind
+
+        return getattr(lrfind, name)
     raise AttributeError(f"module 'lrserve.client' has no attribute {name!r}")

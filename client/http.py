@@ -36,6 +36,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from lrserve.schemas.core.lrfinder import Policy, UpperRule
 from lrserve.schemas.errors import (
     FieldError,
     LrserveError,
@@ -48,6 +49,7 @@ from lrserve.schemas.wire import (
     ChangeResult,
     Curve,
     EventPage,
+    FollowupIn,
     LrWindow,
     MetricsResult,
     PlateauChange,
@@ -58,6 +60,7 @@ from lrserve.schemas.wire import (
     RunPublic,
     ScaleChange,
     SetChange,
+    SuggestionPublic,
 )
 
 log = logging.getLogger("lrserve.client")
@@ -440,6 +443,63 @@ class RunHandle:
         if incarnation is not None:
             body["incarnation"] = incarnation
         return self.client._model(AppliedResult, "POST", f"{self._path}/applied", json_body=body, retry_for=retry_for)
+
+    # ---- LR range tests -----------------------------------------------------------------------------------------
+
+    def suggestion(
+        self, upper_rule: UpperRule = "valley", lower_div: float = 6.0, *, retry_for: float | None = None
+    ) -> SuggestionPublic:
+        """What this range test (an ``LRRangeTest`` run) suggests: each rule's LR, the CLR bounds (``upper`` from
+        ``upper_rule``, ``lower = upper / lower_div``) and the loss-vs-LR plot data. 409 ``Conflict`` if the run is
+        not a range test or has no loss yet."""
+        params = {"upper_rule": upper_rule, "lower_div": lower_div}
+        return self.client._model(
+            SuggestionPublic, "GET", f"{self._path}/suggestion", params=params, retry_for=retry_for
+        )
+
+    def followup(
+        self,
+        run_id: str,
+        policy: Policy = "triangular",
+        *,
+        upper_rule: UpperRule = "valley",
+        lower_div: float = 6.0,
+        step_size_up: int | None = None,
+        steps_per_epoch: int | None = None,
+        gamma: float | None = None,
+        total_steps: int | None = None,
+        labels: Mapping[str, str] | None = None,
+    ) -> RunHandle:
+        """Create (if missing) run ``run_id``, the training run this range test suggests, and return its handle::
+
+            test = client.run("mlp-lr-test", lazy=True)
+            train = test.followup("mlp-train", "one_cycle", total_steps=3000)
+            scheduler = RemoteScheduler(optimizer, train)
+
+        ``policy``: ``triangular``, ``triangular2`` or ``exp_range`` (a ``CyclicLR`` from ``lower`` to ``upper``,
+        half cycles of ``step_size_up`` steps, else ``4 * steps_per_epoch``; ``exp_range`` needs ``gamma``), or
+        ``one_cycle`` (a ``OneCycleLR`` peaking at ``upper`` over ``total_steps``). The server records the new run
+        as derived from this one (and labels it ``derived_from``). Idempotent like PUT (so retried): the same call
+        again answers the same run; another spec under ``run_id`` is 409 ``RunExists``."""
+        body = FollowupIn.model_validate(
+            {
+                "run_id": run_id,
+                "policy": policy,
+                "upper_rule": upper_rule,
+                "lower_div": lower_div,
+                "step_size_up": step_size_up,
+                "steps_per_epoch": steps_per_epoch,
+                "gamma": gamma,
+                "total_steps": total_steps,
+                "labels": dict(labels or {}),
+            }
+        )
+        info = self.client._model(
+            RunPublic, "POST", f"{self._path}/followup", json_body=body.model_dump(mode="json", exclude_none=True)
+        )
+        handle = RunHandle(self.client, run_id)
+        handle.info = info
+        return handle
 
     # ---- an operator's calls ------------------------------------------------------------------------------------
 

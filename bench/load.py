@@ -196,6 +196,8 @@ class Stats:
     retries: Counter[tuple[str, str]] = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)
     elapsed: float = 0.0
+    #: CPU seconds this process (the load generator) used meanwhile: near ``elapsed``, it was the bottleneck
+    client_cpu: float = 0.0
 
 
 @dataclass
@@ -340,7 +342,7 @@ async def drive(urls: list[str], config: Config, fault: FaultHook | None = None,
             response, _ = await lb.request("create", "PUT", f"/v1/runs/{run_id}", json={"spec": SPEC})
             if response.status_code not in (200, 201):
                 raise RuntimeError(_unexpected("create", response))
-        started = time.monotonic()
+        started, cpu = time.monotonic(), time.process_time()
         stop_at = started + config.duration
         tasks = [_worker(load, lb, run_id, rank, stop_at) for run_id in run_ids for rank in range(config.workers)]
         tasks.append(_admin(load, lb, stop_at))
@@ -348,6 +350,7 @@ async def drive(urls: list[str], config: Config, fault: FaultHook | None = None,
             tasks.append(fault(load, stop_at))
         outcomes = await asyncio.gather(*tasks, return_exceptions=True)
         load.stats.elapsed = time.monotonic() - started
+        load.stats.client_cpu = time.process_time() - cpu
         for outcome in outcomes:
             if isinstance(outcome, BaseException):
                 load.error(f"task failed: {outcome!r}")
@@ -466,6 +469,8 @@ def summary(label: str, load: Load) -> str:
         rate = len(values) / stats.elapsed if stats.elapsed else 0.0
         lines.append(f"   {kind:<8} {len(values):>9} {rate:>8.1f} {_ms(values, 0.5):>8.1f} {_ms(values, 0.99):>8.1f}")
     lines.append(f"   {'all':<8} {total:>9} {total / stats.elapsed if stats.elapsed else 0:>8.1f}")
+    share = stats.client_cpu / stats.elapsed if stats.elapsed else 0.0
+    lines.append(f"   load generator: {share:.0%} of a core ({os.cpu_count()} cores, shared with the servers)")
     retries = dict(stats.retries) or "none"
     lines.append(f"   errors: {len(stats.errors)}; retries: {retries}")
     for error in stats.errors[:5]:
@@ -518,6 +523,7 @@ def figures(label: str, load: Load) -> dict[str, Any]:
             }
             for kind, v in stats.latency.items()
         },
+        "client_cpu_share": round(stats.client_cpu / stats.elapsed, 2) if stats.elapsed else None,
         "errors": len(stats.errors),
         "retries": {f"{k}:{why}": n for (k, why), n in stats.retries.items()},
         "audit_problems": len(load.audit),

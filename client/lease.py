@@ -53,14 +53,12 @@ import numpy as np
 import numpy.typing as npt
 
 from lrserve.client.http import RunHandle
-from lrserve.schemas.core.schedule import Schedule
 from lrserve.schemas.errors import (
     LrserveError,
     MetricConflict,
     StaleIncarnation,
 )
-from lrserve.schemas.plan import ChangeRec, Pin, Plan, Reduction
-from lrserve.schemas.specs.base import ScheduleSpecBase
+from lrserve.schemas.plan import Plan, plan_from_wire
 from lrserve.schemas.wire import MAX_METRICS_PER_BATCH, LrWindow, PlateauChange, RunPlan
 
 log = logging.getLogger("lrserve.client")
@@ -166,34 +164,7 @@ class LocalPlan:
 
     @classmethod
     def from_wire(cls, wire: RunPlan) -> LocalPlan:
-        spec = wire.spec
-        base = spec.base_lrs()
-        cache: dict[str, Schedule] = {}
-
-        def build(s: ScheduleSpecBase) -> Schedule:
-            key = s.model_dump_json()
-            schedule = cache.get(key)
-            if schedule is None:
-                schedule = cache[key] = s.to_schedule(base)
-            return schedule
-
-        changes = [
-            ChangeRec(
-                seq=c.seq,
-                from_step=c.from_step,
-                revision=c.revision,
-                change=c.change,
-                at=c.at,
-                actor=c.actor,
-                reason=c.reason,
-            )
-            for c in wire.changes
-        ]
-        reductions = [
-            Reduction(r.metric_seq, r.metric_step, r.from_step, tuple(r.multipliers)) for r in wire.reductions
-        ]
-        pins = [Pin(p.seq, p.start, p.stop, p.as_of) for p in getattr(wire, "pins", ())]
-        return cls(wire, Plan(spec, changes, reductions, build, pins))
+        return cls(wire, plan_from_wire(wire))
 
     @property
     def last_seq(self) -> int:

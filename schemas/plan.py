@@ -34,7 +34,16 @@ from lrserve.schemas.evaluate import apply_scale
 from lrserve.schemas.specs.base import ScheduleSpecBase, schedule_type
 from lrserve.schemas.specs.plateau import PlateauSpec
 from lrserve.schemas.specs.run import RunSpec
-from lrserve.schemas.wire import PlateauChange, ReplaceChange, ScaleChange, SetChange
+from lrserve.schemas.wire import (
+    PlannedChange,
+    PlannedPin,
+    PlannedReduction,
+    PlateauChange,
+    ReplaceChange,
+    RunPlan,
+    ScaleChange,
+    SetChange,
+)
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -238,3 +247,59 @@ class Plan:
                     momentum = np.full((self.num_groups, n), np.nan)
                 momentum[:, mask] = mom
         return lr, momentum
+
+
+def schedule_builder(base_lrs: FloatArray) -> ScheduleBuilder:
+    """A ``build`` for ``Plan``: each distinct schedule spec is built once for these base LRs."""
+    cache: dict[str, Schedule] = {}
+
+    def build(spec: ScheduleSpecBase) -> Schedule:
+        key = spec.model_dump_json()
+        schedule = cache.get(key)
+        if schedule is None:
+            schedule = cache[key] = spec.to_schedule(base_lrs)
+        return schedule
+
+    return build
+
+
+def plan_to_wire(run_id: str, plan: Plan, *, horizon: int, incarnation: int, revision: int, last_seq: int) -> RunPlan:
+    """The plan as ``GET /v1/runs/{id}/plan`` sends it (``plan_from_wire`` is its inverse)."""
+    return RunPlan(
+        run_id=run_id,
+        spec=plan.spec,
+        changes=[
+            PlannedChange(
+                seq=c.seq,
+                from_step=c.from_step,
+                revision=c.revision,
+                change=c.change,
+                at=c.at,
+                actor=c.actor,
+                reason=c.reason,
+            )
+            for c in plan.changes
+        ],
+        reductions=[
+            PlannedReduction(
+                metric_seq=r.metric_seq,
+                metric_step=r.metric_step,
+                from_step=r.from_step,
+                multipliers=list(r.multipliers),
+            )
+            for r in plan.reductions
+        ],
+        pins=[PlannedPin(seq=p.seq, start=p.start, stop=p.stop, as_of=p.as_of) for p in plan.pins],
+        horizon=horizon,
+        incarnation=incarnation,
+        revision=revision,
+        last_seq=last_seq,
+    )
+
+
+def plan_from_wire(wire: RunPlan) -> Plan:
+    """A ``Plan`` that evaluates a run's LRs exactly as the server does (a client's offline fallback)."""
+    changes = [ChangeRec(c.seq, c.from_step, c.revision, c.change, c.at, c.actor, c.reason) for c in wire.changes]
+    reductions = [Reduction(r.metric_seq, r.metric_step, r.from_step, tuple(r.multipliers)) for r in wire.reductions]
+    pins = [Pin(p.seq, p.start, p.stop, p.as_of) for p in wire.pins]
+    return Plan(wire.spec, changes, reductions, schedule_builder(wire.spec.base_lrs()), pins)

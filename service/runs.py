@@ -35,7 +35,7 @@ from lrserve.schemas.errors import (
     RunNotFound,
     StaleIncarnation,
 )
-from lrserve.schemas.plan import ChangeRec, Plan
+from lrserve.schemas.plan import ChangeRec, Plan, plan_to_wire
 from lrserve.schemas.specs.base import schedule_type
 from lrserve.schemas.specs.plateau import ReduceLROnPlateau
 from lrserve.schemas.specs.run import RunSpec
@@ -56,9 +56,6 @@ from lrserve.schemas.wire import (
     MetricBatch,
     MetricPublic,
     MetricsResult,
-    PlannedChange,
-    PlannedPin,
-    PlannedReduction,
     PlateauChange,
     PlateauStatePublic,
     RangeTestPlot,
@@ -419,31 +416,9 @@ class RunService:
         """The run's spec, changes and reductions: what a client needs to evaluate LRs itself during an outage."""
         with self._locked(run_id) as entry:
             state = entry.state
-            return RunPlan(
-                run_id=run_id,
-                spec=state.spec,
-                changes=[
-                    PlannedChange(
-                        seq=c.seq,
-                        from_step=c.from_step,
-                        revision=c.revision,
-                        change=c.change,
-                        at=c.at,
-                        actor=c.actor,
-                        reason=c.reason,
-                    )
-                    for c in state.changes
-                ],
-                reductions=[
-                    PlannedReduction(
-                        metric_seq=r.metric_seq,
-                        metric_step=r.metric_step,
-                        from_step=r.from_step,
-                        multipliers=list(r.multipliers),
-                    )
-                    for r in state.reductions
-                ],
-                pins=[PlannedPin(seq=p.seq, start=p.start, stop=p.stop, as_of=p.as_of) for p in state.pins],
+            return plan_to_wire(
+                run_id,
+                state.plan,
                 horizon=entry.run.horizon,
                 incarnation=state.incarnation,
                 revision=state.revision,

@@ -18,22 +18,13 @@ import numpy as np
 
 from lrserve.schemas.core import plateau as plateau_core
 from lrserve.schemas.core.schedule import Schedule
-from lrserve.schemas.plan import ChangeRec, Pin, Plan, Reduction
+from lrserve.schemas.plan import ChangeRec, Pin, Plan, Reduction, ScheduleBuilder, schedule_builder
 from lrserve.schemas.specs.base import ScheduleSpecBase
 from lrserve.schemas.specs.plateau import PlateauSpec
 from lrserve.schemas.specs.run import RunSpec
 from lrserve.schemas.wire import PlateauChange
 from lrserve.service.domain.events import MetricRec, ResumeRec, parse
 from lrserve.service.store.base import EventRecord
-
-
-def _build(base_lrs: np.ndarray, cache: dict[str, Schedule], spec: ScheduleSpecBase) -> Schedule:
-    key = spec.model_dump_json()
-    schedule = cache.get(key)
-    if schedule is None:
-        schedule = spec.to_schedule(base_lrs)
-        cache[key] = schedule
-    return schedule
 
 
 @dataclass
@@ -52,7 +43,7 @@ class RunState:
     plateau: PlateauSpec | None = None
     plateau_state: plateau_core.PlateauState | None = None
     memo: dict[tuple[str, int], object] = field(default_factory=dict)  # derived values keyed by last_seq
-    _schedules: dict[str, Schedule] = field(default_factory=dict)
+    _build: ScheduleBuilder | None = None
     _plan: Plan | None = None
 
     def __post_init__(self) -> None:
@@ -68,7 +59,9 @@ class RunState:
         return self._plan
 
     def build(self, spec: ScheduleSpecBase) -> Schedule:
-        return _build(self.spec.base_lrs(), self._schedules, spec)
+        if self._build is None:
+            self._build = schedule_builder(self.spec.base_lrs())
+        return self._build(spec)
 
     @property
     def revision(self) -> int:

@@ -14,15 +14,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from lrserve.client.http import LRClient, RunHandle, ServerUnreachable, error_from_response
+from lrserve.client.http import LRClient, RunHandle, error_from_response
 from lrserve.client.lease import LeaseManager, LocalPlan, Window
 from lrserve.schemas.errors import (
+    Cancelled,
     Conflict,
     InvalidInput,
     LrserveError,
     NotFound,
     RunExists,
     RunNotFound,
+    ServerUnreachable,
     SpecInvalid,
     StaleIncarnation,
     Unavailable,
@@ -44,6 +46,7 @@ __all__ = [
     "RunExists",
     "RunHandle",
     "RunNotFound",
+    "Cancelled",
     "ServerUnreachable",
     "SpecInvalid",
     "StaleIncarnation",

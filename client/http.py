@@ -38,8 +38,10 @@ from tenacity import (
 
 from lrserve.schemas.core.lrfinder import Policy, UpperRule
 from lrserve.schemas.errors import (
+    Cancelled,
     FieldError,
     LrserveError,
+    ServerUnreachable,
     Unavailable,
     all_error_classes,
 )
@@ -83,20 +85,6 @@ _BY_STATUS[502] = _BY_STATUS[504] = Unavailable
 _PROBLEM_MEMBERS = {"type", "title", "status", "detail", "errors"}
 _CHANGE_ADAPTER: TypeAdapter[ReplaceChange | ScaleChange | SetChange | PlateauChange] = TypeAdapter(ChangeIn)
 _TRANSIENT_STATUS = {502, 503, 504}
-
-
-class ServerUnreachable(Unavailable):
-    """The server could not be reached (or kept failing) within the retry budget of a call."""
-
-    problem_type = "unreachable"
-    title = "Server unreachable"
-
-
-class Cancelled(LrserveError):
-    """The caller gave up on the call (e.g. a lease it stopped waiting for) before an attempt was sent."""
-
-    problem_type = "cancelled"
-    title = "Cancelled"
 
 
 def error_from_response(response: httpx.Response) -> LrserveError:

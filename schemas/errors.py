@@ -19,7 +19,11 @@ place (``lrserve.service.api.problems``) and the client raises the same classes 
     │   └── RevisionConflict        409  expected_revision did not match
     ├── PreconditionFailed          412  If-Match did not match
     ├── PayloadTooLarge             413
+    ├── Cancelled                   499  client side: the caller gave up on a call before it was sent
     └── Unavailable                 503  the store could not be reached; retry
+        └── ServerUnreachable       503  client side: the server could not be reached within the retry budget
+
+The two client-side classes are never answered by the server; ``lrserve.client`` raises them.
 """
 
 from __future__ import annotations
@@ -148,10 +152,25 @@ class PayloadTooLarge(LrserveError):
     title = "Payload too large"
 
 
+class Cancelled(LrserveError):
+    """The caller gave up on the call (e.g. a lease it stopped waiting for) before an attempt was sent."""
+
+    status = 499
+    problem_type = "cancelled"
+    title = "Cancelled"
+
+
 class Unavailable(LrserveError):
     status = 503
     problem_type = "unavailable"
     title = "Service unavailable"
+
+
+class ServerUnreachable(Unavailable):
+    """The server could not be reached (or kept failing) within the retry budget of a call."""
+
+    problem_type = "unreachable"
+    title = "Server unreachable"
 
 
 def all_error_classes() -> list[type[LrserveError]]:

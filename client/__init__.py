@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from lrserve.client.torch import RemoteScheduler
 
 __all__ = [
+    "Cancelled",
     "Conflict",
     "InvalidInput",
     "LRClient",
@@ -46,7 +47,6 @@ __all__ = [
     "RunExists",
     "RunHandle",
     "RunNotFound",
-    "Cancelled",
     "ServerUnreachable",
     "SpecInvalid",
     "StaleIncarnation",

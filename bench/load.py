@@ -28,31 +28,25 @@ machine sustains end to end, not a server's capacity. Traffic goes to 127.0.0.1 
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import json
 import os
+import shutil
+import socket
+import subprocess
 import sys
+import tempfile
+import time
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
 
-# Run as a script, this folder comes first on sys.path, and bench/http.py would shadow the standard `http`
-# package (which httpx imports): drop the folder.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
-
-import argparse  # noqa: E402
-import asyncio  # noqa: E402
-import json  # noqa: E402
-import shutil  # noqa: E402
-import socket  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-import uuid  # noqa: E402
-from collections import Counter, defaultdict  # noqa: E402
-from collections.abc import Awaitable, Callable, Iterator  # noqa: E402
-from contextlib import contextmanager  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import IO, Any  # noqa: E402
-
-import httpx  # noqa: E402
+import httpx
 
 HOST = "127.0.0.1"
 PG_ADMIN_URL = os.environ.get("LRSERVE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")

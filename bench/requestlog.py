@@ -1,6 +1,6 @@
 """What the request log and the Prometheus counters cost the hottest call, the frozen-step lease.
 
-    python bench/requestlog.py [--rounds 5] [--duration 2] [--connections 32]
+    python bench/requestlog.py [--rounds 5] [--duration 2] [--connections 32] [--instructions 1500]
 
 Variants of the app, all as ``lrserve serve`` sets them up (``logs.lean_records``, ``logs.log_config("info",
 "json")``, uvicorn's access log off unless said, one worker), log lines to a file as a container's log driver
@@ -11,34 +11,31 @@ would take them:
 - ``defaults``: counters, and the request log at ``log_level: info``, where a frozen lease answered from memory
   writes no line (its line is DEBUG);
 - ``log every request``: the same at ``log_level: debug``: one JSON line per request, frozen leases included;
-- ``+uvicorn access``: that plus uvicorn's own access log (what the issue measured at -24 %; HTTP only).
+- ``+uvicorn access``: that plus uvicorn's own access log (what the issue measured at -24 %).
 
-Two measurements, because a shared machine makes requests/s swing by more than the effects measured:
+Two measurements of ``GET /v1/runs/{id}/lr?step=i`` of served steps:
 
-1. in-process: the ASGI app called directly (no sockets, no HTTP parsing) with the frozen-lease request, rounds
-   interleaving the variants, timed by this thread's CPU clock: the microseconds each feature adds, to +-1 us;
-2. HTTP: real servers and ``bench/http_throughput.py``'s load generator (a separate process, raw keep-alive HTTP/1.1) on
-   ``GET /v1/runs/{id}/lr?step=i``: requests/s, p50/p99, and each server's own CPU time per request
-   (``/proc/PID/stat``), the denominator for (1).
-
-The cost of a feature is printed as (1)'s added microseconds over (2)'s CPU per request of ``plain``, next to the
-raw HTTP ratios.
+1. HTTP: real servers under ``bench/http_throughput.py``'s load generator (a separate process, raw keep-alive
+   HTTP/1.1), rounds interleaving the servers: requests/s, p50/p99 and each server's own CPU time per request
+   (``/proc/PID/stat``). On a machine shared with other work these swing by more than the effects measured.
+2. ``--instructions N``: each server under valgrind (cachegrind, counting only), answering N leases one after the
+   other, and again answering none; the difference over N is the instructions per lease, the whole HTTP request
+   included, exact to a fraction of a percent and blind to the machine's load. (Not counted: time in the kernel,
+   which the request log's batched writes keep to one write per 50 ms.)
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import importlib.util
-import logging
-import logging.config
 import os
+import re
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from contextlib import AsyncExitStack
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -53,8 +50,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "log every request": {"metrics": True, "request_log": True, "log_level": "debug"},
     "+uvicorn access": {"metrics": True, "request_log": True, "log_level": "debug", "access_log": True},
 }
-IN_PROCESS = ["plain", "metrics", "defaults", "log every request"]
 PATH = "/v1/runs/bench/lr"
+IN_PROCESS = ["plain", "metrics", "defaults", "log every request"]
 
 
 def _bench_http() -> ModuleType:
@@ -67,75 +64,141 @@ def _bench_http() -> ModuleType:
     return module
 
 
-def _logging(level: str, stream: Any = None, access_log: bool = False) -> dict[str, Any]:
+def _logging(level: str, access_log: bool = False) -> dict[str, Any]:
     from lrserve.service.logs import lean_records, log_config
 
     lean_records()  # as lrserve serve does
     config = log_config(level, "json")
     if access_log:
         config["loggers"]["uvicorn.access"] = {"handlers": ["stderr"], "level": "INFO", "propagate": False}
-    if stream is not None:
-        config["handlers"]["stderr"]["stream"] = stream
     return config
 
 
-# ---- 1. in-process ------------------------------------------------------------------------------------------------
+# ---- instructions (valgrind) -------------------------------------------------------------------------------------
 
 
-def in_process(
-    rounds: int, per_round: int, spec: dict[str, Any], frozen: int, log_file: Path
-) -> dict[str, list[float]]:
-    """CPU microseconds per frozen-lease request of each variant, one figure per round."""
+def _valgrind(command: list[str], out: Path, stderr: Path) -> subprocess.Popen[bytes]:
+    """``command`` under cachegrind (instruction counts only), its report to ``out``; one hash seed for every run,
+    as string hashing changes how much work dicts and sets do."""
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    prefix = ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null", f"--log-file={out}"]
+    with stderr.open("wb") as err:
+        return subprocess.Popen([*prefix, *command], stderr=err, env=env)
+
+
+def _counted(out: Path) -> int:
+    found = re.search(r"I\s+refs:\s+([\d,]+)", out.read_text())
+    if found is None:
+        raise RuntimeError(f"no instruction count in {out.read_text()[-2000:]}")
+    return int(found.group(1).replace(",", ""))
+
+
+def http_instructions(variant: str, requests: int, tmp: Path, spec: dict[str, Any], frozen: int) -> int:
+    """Instructions a server process executes from start to exit, having answered ``requests`` frozen leases one
+    after the other (and the same set-up calls whatever ``requests`` is)."""
+    tag = f"http-{variant.replace(' ', '-')}-{requests}"
+    port, out = _bench_http().free_port(), tmp / f"{tag}.valgrind"
+    store = f"sqlite:///{tmp / tag}.db"
+    command = [sys.executable, __file__, "--serve", variant, "--port", str(port), "--store", store]
+    proc = _valgrind(command, out, tmp / f"{tag}.log")
+    try:
+        deadline = time.monotonic() + 600
+        with httpx.Client(base_url=f"http://{HOST}:{port}", timeout=120) as http:
+            while True:
+                try:
+                    http.get("/healthz")
+                    break
+                except httpx.TransportError:
+                    if time.monotonic() > deadline or proc.poll() is not None:
+                        log = (tmp / f"{tag}.log").read_text()[-3000:]
+                        raise RuntimeError(f"{variant} did not start under valgrind:\n{log}") from None
+                    time.sleep(0.5)
+            http.put("/v1/runs/bench", json={"spec": spec}).raise_for_status()
+            http.get(PATH, params={"step": 0, "count": frozen}).raise_for_status()
+            for i in range(300):  # warm-up, in both runs
+                http.get(PATH, params={"step": i}).raise_for_status()
+            for i in range(requests):
+                http.get(PATH, params={"step": 300 + i}).raise_for_status()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(600)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return _counted(out)
+
+
+def app_instructions(variant: str, requests: int, tmp: Path) -> int:
+    """Instructions of a process that builds the app and hands it ``requests`` frozen leases directly (ASGI, no
+    sockets, no HTTP parsing: what differs between the variants, without what does not)."""
+    tag = f"app-{variant.replace(' ', '-')}-{requests}"
+    command = [sys.executable, __file__, "--in-process", variant, "--requests", str(requests), "--store"]
+    proc = _valgrind([*command, f"sqlite:///{tmp / tag}.db"], tmp / f"{tag}.valgrind", tmp / f"{tag}.log")
+    if proc.wait(1800) != 0:
+        raise RuntimeError(f"{variant} failed under valgrind:\n{(tmp / f'{tag}.log').read_text()[-3000:]}")
+    return _counted(tmp / f"{tag}.valgrind")
+
+
+def in_process_main(variant: str, requests: int, store: str) -> None:
+    import asyncio
+    import logging.config
+
     from lrserve.schemas.wire import RunCreate
     from lrserve.service.app import create_app
     from lrserve.service.settings import Settings
 
-    with log_file.open("w") as stream:
-        logging.config.dictConfig(_logging("info", stream))
-        ours = logging.getLogger("lrserve")
+    bench = _bench_http()
+    options = dict(VARIANTS[variant])
+    level = options.pop("log_level", "info")
+    logging.config.dictConfig(_logging(level))
 
-        async def run() -> dict[str, list[float]]:
-            async with AsyncExitStack() as stack:
-                apps = {}
-                for name in IN_PROCESS:
-                    db = log_file.with_name(f"inproc-{name}.db")
-                    options = {k: v for k, v in VARIANTS[name].items() if k != "log_level"}
-                    app = create_app(Settings(store=f"sqlite:///{db}", **options))
-                    await stack.enter_async_context(app.router.lifespan_context(app))
-                    service = app.state.service
-                    service.ensure_run("bench", RunCreate.model_validate({"spec": spec}), None)
-                    service.lease("bench", 0, frozen, None)
-                    apps[name] = app
+    async def run() -> None:
+        app = create_app(Settings(store=store, **options))
+        async with app.router.lifespan_context(app):
+            app.state.service.ensure_run("bench", RunCreate.model_validate({"spec": bench.SPEC}), None)
+            app.state.service.lease("bench", 0, bench.FROZEN, None)
 
-                async def receive() -> dict[str, Any]:
-                    return {"type": "http.request", "body": b"", "more_body": False}
+            async def receive() -> dict[str, Any]:
+                return {"type": "http.request", "body": b"", "more_body": False}
 
-                async def send(message: Any) -> None:
-                    pass
+            async def send(message: Any) -> None:
+                pass
 
-                def scope(i: int) -> dict[str, Any]:
-                    return {
-                        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
-                        "scheme": "http", "path": PATH, "raw_path": PATH.encode(), "root_path": "",
-                        "query_string": b"step=%d" % (i % frozen), "headers": [(b"host", b"127.0.0.1:8000")],
-                        "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000), "state": {},
-                    }  # fmt: skip
+            headers = [(b"host", b"127.0.0.1:8000"), (b"user-agent", b"bench"), (b"accept", b"*/*")]
+            for i in range(300 + requests):  # 300 to warm up, in every run
+                scope = {
+                    "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+                    "scheme": "http", "path": PATH, "raw_path": PATH.encode(), "root_path": "",
+                    "query_string": b"step=%d" % i, "headers": headers, "client": ("127.0.0.1", 50000),
+                    "server": ("127.0.0.1", 8000), "state": {},
+                }  # fmt: skip
+                await app(scope, receive, send)
+            await asyncio.sleep(0.1)  # the request log's batch goes out
 
-                cpu: dict[str, list[float]] = {name: [] for name in apps}
-                for r in range(rounds + 1):  # round 0 warms up
-                    for name, app in apps.items():
-                        ours.setLevel(VARIANTS[name].get("log_level", "info").upper())
-                        began = time.thread_time()
-                        for i in range(per_round):
-                            await app(scope(i), receive, send)
-                        if r:
-                            cpu[name].append(1e6 * (time.thread_time() - began) / per_round)
-                return cpu
-
-        return asyncio.run(run())
+    asyncio.run(run())
 
 
-# ---- 2. HTTP ------------------------------------------------------------------------------------------------------
+def per_request(requests: int, tmp: Path, spec: dict[str, Any], frozen: int) -> dict[str, float]:
+    """Instructions per frozen lease, ``(count with requests - count with none) / requests`` (start-up and
+    shutdown cancel): the app alone for each in-process variant, and the whole HTTP request of ``plain``."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    jobs: list[tuple[str, str, int]] = [("app", n, k) for n in IN_PROCESS for k in (0, requests)]
+    jobs += [("http", "plain", k) for k in (0, requests)]
+
+    def count(job: tuple[str, str, int]) -> int:
+        kind, name, k = job
+        return app_instructions(name, k, tmp) if kind == "app" else http_instructions(name, k, tmp, spec, frozen)
+
+    with ThreadPoolExecutor(2) as pool:  # valgrind runs one thread: two at a time
+        counts = dict(zip(jobs, pool.map(count, jobs), strict=True))
+    per = {
+        f"{kind} {name}": (counts[(kind, name, requests)] - counts[(kind, name, 0)]) / requests
+        for kind, name, _ in jobs
+    }
+    return per
+
+
+# ---- HTTP ------------------------------------------------------------------------------------------------------
 
 
 def serve(variant: str, port: int, store: str) -> None:
@@ -150,8 +213,10 @@ def serve(variant: str, port: int, store: str) -> None:
     level = options.pop("log_level", "info")
     app = create_app(Settings(store=store, **options))
     config = _logging(level, access_log=access_log)
+    config["loggers"]["uvicorn"]["level"] = config["loggers"]["uvicorn.error"]["level"] = "INFO"  # only ours DEBUG
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # as lrserve serve: exit (and flush) after shutdown
     uvicorn.run(
-        app, host=HOST, port=port, log_config=config, log_level=level, access_log=access_log, server_header=False
+        app, host=HOST, port=port, log_config=config, log_level="info", access_log=access_log, server_header=False
     )
 
 
@@ -212,29 +277,37 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds of each measurement")
     parser.add_argument("--duration", type=float, default=2.0, help="seconds per HTTP load run")
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--requests", type=int, default=2000, help="requests per in-process round and variant")
+    parser.add_argument(
+        "--instructions", type=int, default=0, metavar="N",
+        help="also count instructions per request under valgrind (N requests per run; ~1500 takes ~5 minutes)",
+    )  # fmt: skip
     parser.add_argument("--serve", choices=list(VARIANTS), help=argparse.SUPPRESS)
+    parser.add_argument("--in-process", choices=IN_PROCESS, help=argparse.SUPPRESS)
+    parser.add_argument("--requests", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--store", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         serve(args.serve, args.port, args.store)
         return
+    if args.in_process:
+        in_process_main(args.in_process, args.requests, args.store)
+        return
     bench = _bench_http()
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
         http_rounds, log_bytes = over_http(bench, args, tmp)
-        cpu = in_process(args.rounds * 4, args.requests, bench.SPEC, bench.FROZEN, tmp / "inproc.log")
-    report(http_rounds, log_bytes, cpu, args)
+        counted = per_request(args.instructions, tmp, bench.SPEC, bench.FROZEN) if args.instructions else None
+    report(http_rounds, log_bytes, counted, args)
 
 
 def report(
-    http: list[dict[str, dict[str, Any]]], log_bytes: dict[str, int], cpu: dict[str, list[float]], args: Any
+    http: list[dict[str, dict[str, Any]]], log_bytes: dict[str, int], counted: dict[str, float] | None, args: Any
 ) -> None:
     def med(name: str, key: str, over: str | None = None) -> float:
         if over is None:
-            return statistics.median(r[name][key] for r in http)
-        return statistics.median(r[name][key] / r[over][key] for r in http)
+            return float(statistics.median(r[name][key] for r in http))
+        return float(statistics.median(r[name][key] / r[over][key] for r in http))
 
     print(f"HTTP: {args.connections} keep-alive connections, {len(http)} interleaved rounds of {args.duration:g} s")
     print(
@@ -247,25 +320,23 @@ def report(
             f"{sum(r[name]['errors'] for r in http):>8}{med(name, 'rps', 'plain'):>10.3f}x"
             f"{med(name, 'cpu_us'):>12.1f}{med(name, 'cpu_us', 'plain'):>10.3f}x{log_bytes[name] / 1e6:>8.1f}"
         )
-
-    def added(name: str, base: str) -> float:
-        return statistics.median(a - b for a, b in zip(cpu[name], cpu[base], strict=True))
-
-    per_request = med("plain", "cpu_us")
-    print(f"\nin-process: the app alone, {len(cpu['plain'])} interleaved rounds of {args.requests} requests")
+    if counted is None:
+        return
+    whole = counted["http plain"]
+    print(f"\ninstructions per frozen lease (valgrind, {args.instructions} leases per run, minus a run with none):")
+    print(f"  a whole HTTP request to plain  {whole:>10,.0f}")
     for name in IN_PROCESS:
-        print(f"  {name:<14}{statistics.median(cpu[name]):7.1f} us CPU per request")
+        print(f"  the app alone, {name:<17}{counted[f'app {name}']:>10,.0f}")
     rows = [
-        ("request ids + counters", added("metrics", "plain")),
-        ("request log, log_level info (default)", added("defaults", "metrics")),
-        ("request log, log_level debug (a line each)", added("log every request", "metrics")),
-        ("defaults in all", added("defaults", "plain")),
+        ("request ids + counters", "metrics", "plain"),
+        ("request log at log_level info (the default)", "defaults", "metrics"),
+        ("request log at log_level debug (a line each)", "log every request", "metrics"),
+        ("all of the defaults", "defaults", "plain"),
     ]
-    print(f"\nadded to a frozen lease served over HTTP ({per_request:.0f} us of server CPU with neither):")
-    for label, us in rows:
-        print(f"  {label:<44}{us:+6.1f} us = {us / per_request:+6.1%}")
-    access = med("+uvicorn access", "cpu_us") - med("log every request", "cpu_us")
-    print(f"  {'uvicorn access log on top (HTTP, noisier)':<44}{access:+6.1f} us = {access / per_request:+6.1%}")
+    print("what each adds to a frozen lease (share of the whole HTTP request):")
+    for label, name, base in rows:
+        added = counted[f"app {name}"] - counted[f"app {base}"]
+        print(f"  {label:<46}{added:>+9,.0f}{added / whole:>+8.1%}")
 
 
 if __name__ == "__main__":

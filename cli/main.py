@@ -35,8 +35,11 @@ def _fail(message: str) -> typer.Exit:
 
 
 def _exit_cleanly(signum: int, _frame: object) -> None:
-    """After a graceful shutdown uvicorn raises the signal again, for the handler it found: exit 0 then, which is
-    how a supervisor (Docker, systemd, Kubernetes) tells a clean stop from a crash."""
+    """SIGTERM outside uvicorn's graceful shutdown (which raises it again when done, for the handler it found):
+    exit 0, which is how a supervisor (Docker, systemd, Kubernetes) tells a clean stop from a crash. Further
+    SIGTERMs are ignored from here: Python restores the default action of handled signals while it finalizes, and
+    one arriving then would kill the process (exit 143)."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise SystemExit(0)
 
 
@@ -52,9 +55,10 @@ def serve(
     log_level: Annotated[str | None, typer.Option(help="critical, error, warning, info or debug")] = None,
 ) -> None:
     """Run the server (uvicorn). SIGTERM or Ctrl-C: stop accepting, finish requests in flight, close the store."""
+    signal.signal(signal.SIGTERM, _exit_cleanly)  # before uvicorn runs: a plain exit 0; while it runs: graceful
     from pydantic import ValidationError
 
-    from lrserve.service.logs import log_config
+    from lrserve.service.logs import lean_records, log_config
     from lrserve.service.settings import CONFIG_ENV, load_settings
     from lrserve.service.store.engines import normalize_url
 
@@ -76,7 +80,7 @@ def serve(
 
     import uvicorn
 
-    signal.signal(signal.SIGTERM, _exit_cleanly)
+    lean_records()
     common: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
-import os
 import re
 import time
 from collections.abc import Callable
+from random import getrandbits as _random_bits
 
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lrserve.schemas.errors import PayloadTooLarge
 from lrserve.service.api.problems import error_response
-from lrserve.service.logs import REQUEST_ID
+from lrserve.service.logs import REQUEST_ID, direct_handler
 from lrserve.service.observability import UNMATCHED, Telemetry
 
 request_log = logging.getLogger("lrserve.request")
@@ -70,30 +70,35 @@ def request_id_of(scope: Scope) -> str:
             if _REQUEST_ID.fullmatch(given):
                 return given
             break
-    return os.urandom(8).hex()
+    return f"{_random_bits(64):016x}"  # unique enough to find a request, and no system call
 
 
 Templates = list[tuple[re.Pattern[str], str]]
 
 
-def route_of(scope: Scope, templates: Callable[[Scope], Templates]) -> tuple[str, str | None]:
-    """The route template that handled the request (a bounded label, never the raw path) and its run id."""
+def route_of(scope: Scope, templates: Callable[[Scope], Templates]) -> tuple[str, str | None, bool]:
+    """The route template that handled the request (a bounded label, never the raw path), its run id, and whether
+    ``api.fastpath`` answered it (a frozen lease, from memory, ahead of the router)."""
     route = scope.get("route")
     if route is not None:
         template = getattr(route, "path", None)
         run_id = scope.get("path_params", {}).get("run_id")
-        return (template if isinstance(template, str) else UNMATCHED), (run_id if isinstance(run_id, str) else None)
+        return (
+            template if isinstance(template, str) else UNMATCHED,
+            run_id if isinstance(run_id, str) else None,
+            False,
+        )
     path: str = scope["path"]
     if path.startswith(_LEASE_PREFIX) and path.endswith(_LEASE_SUFFIX):
         run_id = path[len(_LEASE_PREFIX) : -len(_LEASE_SUFFIX)]
-        if run_id and "/" not in run_id:  # answered by api.fastpath, ahead of the router
-            return _LEASE_ROUTE, run_id
+        if run_id and "/" not in run_id:
+            return _LEASE_ROUTE, run_id, True
     # Refused before routing (BodyLimit's 413) or no route (404, 405): the documented template it falls under.
     for pattern, template in templates(scope):
         found = pattern.fullmatch(path)
         if found is not None:
-            return template, found.groupdict().get("run_id")
-    return UNMATCHED, None
+            return template, found.groupdict().get("run_id"), False
+    return UNMATCHED, None, False
 
 
 def path_templates(app: object) -> Templates:
@@ -106,9 +111,9 @@ def path_templates(app: object) -> Templates:
 class RequestLog:
     """Around every request: its id (``X-Request-ID`` taken or made, returned in the response and set on
     ``logs.REQUEST_ID`` for every line logged meanwhile), its Prometheus counts (``telemetry``), and, with
-    ``log_requests`` and the ``lrserve.request`` logger at INFO, one line with the request id, method, route, run
-    id, status and duration. uvicorn's access log stays off: it costs about a quarter of the lease route's
-    throughput, where this costs a few percent (``bench/requestlog.py``).
+    ``log_requests``, one line on the ``lrserve.request`` logger with the request id, method, route, run id,
+    status and duration: at INFO, except frozen leases answered by the fast path, at DEBUG (a line costs about
+    a sixth of such a lease; ``bench/requestlog.py``). uvicorn's access log stays off: it costs twice that.
     """
 
     def __init__(self, app: ASGIApp, telemetry: Telemetry | None = None, log_requests: bool = True) -> None:
@@ -143,27 +148,32 @@ class RequestLog:
             await self.app(scope, receive, sending)
         finally:
             seconds = time.perf_counter() - began
-            route, run_id = route_of(scope, self._path_templates)
+            route, run_id, fast = route_of(scope, self._path_templates)
             if self.telemetry is not None:
                 self.telemetry.observe_request(scope["method"], route, status, seconds)
-            if self.log_requests and request_log.isEnabledFor(logging.INFO):
-                client = scope.get("client")
-                request_log.info(
-                    "%s %s %d",
-                    scope["method"],
-                    scope["path"],
-                    status,
-                    extra={
-                        "fields": {
-                            "method": scope["method"],
-                            "route": route,
-                            "path": scope["path"],
-                            "query": scope["query_string"].decode("latin-1"),
-                            "run_id": run_id,
-                            "status": status,
-                            "duration_ms": round(seconds * 1000, 3),
-                            "client": client[0] if client else None,
-                        }
-                    },
-                )
+            # Frozen leases answered from memory are most of the traffic and a tenth of a millisecond each: their
+            # lines are DEBUG (every other request's INFO), so INFO keeps one line per write, error or store read.
+            level = logging.DEBUG if fast else logging.INFO
+            if self.log_requests and request_log.isEnabledFor(level):
+                self._log(scope, route, run_id, status, seconds, level)
             REQUEST_ID.reset(token)
+
+    @staticmethod
+    def _log(scope: Scope, route: str, run_id: str | None, status: int, seconds: float, level: int) -> None:
+        method, path, client = scope["method"], scope["path"], scope.get("client")
+        message = f"{method} {path} {status}"
+        fields = {
+            "method": method,
+            "route": route,
+            "path": path,
+            "query": scope["query_string"].decode("latin-1"),
+            "run_id": run_id,
+            "status": status,
+            "duration_ms": round(seconds * 1000, 3),
+            "client": client[0] if client else None,
+        }
+        handler = direct_handler(request_log, level)
+        if handler is not None:
+            handler.write_fields(request_log.name, level, message, fields)  # the same line, without a LogRecord
+        else:
+            request_log.log(level, "%s", message, extra={"fields": fields})

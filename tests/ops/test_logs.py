@@ -3,6 +3,7 @@ per change, reduction and resume carrying the request's id, the level and the fo
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -14,7 +15,15 @@ from typing import Any
 import httpx
 import pytest
 
-from lrserve.service.logs import REQUEST_ID, JsonFormatter, TextFormatter, fields, log_config
+from lrserve.service.logs import (
+    REQUEST_ID,
+    JsonFormatter,
+    JsonLineHandler,
+    TextFormatter,
+    direct_handler,
+    fields,
+    log_config,
+)
 from tests.ops.conftest import Serve
 from tests.service.api.conftest import create_run
 
@@ -22,21 +31,28 @@ from tests.service.api.conftest import create_run
 class Lines:
     """What the ``lrserve`` loggers write, as ``lrserve serve`` formats it (JSON), parsed back."""
 
-    def __init__(self) -> None:
-        self.stream = io.StringIO()
+    def __init__(self, handler: logging.StreamHandler[io.StringIO]) -> None:
+        self.handler = handler
+        self.stream = handler.stream
 
     def all(self) -> list[dict[str, Any]]:
+        self.handler.flush()
         return [json.loads(line) for line in self.stream.getvalue().splitlines()]
 
     def of(self, logger: str) -> list[dict[str, Any]]:
         return [line for line in self.all() if line["logger"] == logger]
 
 
-@pytest.fixture
-def lines() -> Iterator[Lines]:
-    out = Lines()
-    handler = logging.StreamHandler(out.stream)
-    handler.setFormatter(JsonFormatter())
+@pytest.fixture(params=["direct", "records"])
+def lines(request: pytest.FixtureRequest) -> Iterator[Lines]:
+    """Both ways a request line is written: ``lrserve serve``'s handler (direct, batched) and any other."""
+    handler: logging.StreamHandler[io.StringIO]
+    if request.param == "direct":
+        handler = JsonLineHandler(io.StringIO())  # type: ignore[arg-type]
+    else:
+        handler = logging.StreamHandler(io.StringIO())
+        handler.setFormatter(JsonFormatter())
+    out = Lines(handler)
     root = logging.getLogger("lrserve")
     saved = root.level
     root.addHandler(handler)
@@ -46,26 +62,39 @@ def lines() -> Iterator[Lines]:
     root.setLevel(saved)
 
 
-def test_one_line_per_request(serve: Serve, lines: Lines) -> None:
+@pytest.mark.parametrize("level", [logging.INFO, logging.DEBUG])
+def test_one_line_per_request(serve: Serve, lines: Lines, level: int) -> None:
+    """One line per request at DEBUG; at INFO every one but the frozen leases the fast path answers from memory."""
+    logging.getLogger("lrserve").setLevel(level)
     client = serve()
     create_run(client, "job-1")
     lease = client.get("/v1/runs/job-1/lr", params={"step": 0, "count": 3})
     fast = client.get("/v1/runs/job-1/lr", params={"step": 1})  # answered by the fast path
+    stale = client.get("/v1/runs/job-1/lr", params={"step": 1, "incarnation": 2})  # the route: a 422
     missing = client.get("/v1/runs/nope")
     requests = lines.of("lrserve.request")
-    assert [(r["method"], r["route"], r["run_id"], r["status"]) for r in requests] == [
-        ("PUT", "/v1/runs/{run_id}", "job-1", 201),
-        ("GET", "/v1/runs/{run_id}/lr", "job-1", 200),
-        ("GET", "/v1/runs/{run_id}/lr", "job-1", 200),
-        ("GET", "/v1/runs/{run_id}", "nope", 404),
+    expected = [
+        ("PUT", "/v1/runs/{run_id}", "job-1", 201, "info"),
+        ("GET", "/v1/runs/{run_id}/lr", "job-1", 200, "info"),
+        ("GET", "/v1/runs/{run_id}/lr", "job-1", 200, "debug"),
+        ("GET", "/v1/runs/{run_id}/lr", "job-1", 422, "info"),
+        ("GET", "/v1/runs/{run_id}", "nope", 404, "info"),
     ]
-    assert [r["request_id"] for r in requests[1:]] == [x.headers["x-request-id"] for x in (lease, fast, missing)]
-    assert len({r["request_id"] for r in requests}) == 4
+    answers = [lease, fast, stale, missing]
+    if level == logging.INFO:
+        del expected[2], answers[1]
+    assert [(r["method"], r["route"], r["run_id"], r["status"], r["level"]) for r in requests] == expected
+    assert [r["request_id"] for r in requests[1:]] == [x.headers["x-request-id"] for x in answers]
+    assert len({r["request_id"] for r in requests}) == len(expected)
     assert requests[1]["query"] == "step=0&count=3"
     assert requests[1]["path"] == "/v1/runs/job-1/lr"
+    assert requests[1]["message"] == "GET /v1/runs/job-1/lr 200"
     assert all(0 < r["duration_ms"] < 10_000 for r in requests)
-    assert requests[0]["level"] == "info"
     assert requests[0]["time"].endswith("Z")
+    assert list(requests[0]) == [
+        "time", "level", "logger", "message", "request_id",
+        "method", "route", "path", "query", "run_id", "status", "duration_ms", "client",
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -180,3 +209,34 @@ def test_client_gets_the_id_on_errors_too(serve: Serve) -> None:
     assert response.status_code == 404
     assert response.headers["x-request-id"] == "trace-42"
     assert isinstance(client, httpx.Client)
+
+
+def test_direct_lines_are_batched_and_stay_in_order() -> None:
+    stream = io.StringIO()
+    handler = JsonLineHandler(stream)  # type: ignore[arg-type]
+    logger = logging.getLogger("lrserve.test.batch")
+    logger.addHandler(handler)
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    try:
+        assert direct_handler(logger) is handler
+
+        async def on_a_loop() -> list[str]:
+            handler.write_fields(logger.name, logging.INFO, "first", {"n": 1})
+            handler.write_fields(logger.name, logging.INFO, "second", {"n": 2})
+            queued = stream.getvalue()  # nothing written yet: a timer will
+            logger.warning("a record")  # but a record goes out after what was queued before it
+            handler.write_fields(logger.name, logging.INFO, "third", {"n": 3})
+            await asyncio.sleep(JsonLineHandler.FLUSH_SECONDS * 3)
+            return [queued, stream.getvalue()]
+
+        queued, written = asyncio.run(on_a_loop())
+        assert queued == ""
+        messages = [json.loads(line)["message"] for line in written.splitlines()]
+        assert messages == ["first", "second", "a record", "third"]
+        handler.write_fields(logger.name, logging.INFO, "off the loop", {})  # no loop to flush it later: now
+        assert json.loads(stream.getvalue().splitlines()[-1])["message"] == "off the loop"
+        logger.addHandler(logging.NullHandler())
+        assert direct_handler(logger) is None  # another handler would see the record: log as usual
+    finally:
+        logger.handlers.clear()

@@ -106,3 +106,18 @@ def test_shutdown_timeout_bounds_a_request_that_never_ends(tmp_path: Path) -> No
     finally:
         server.kill()
     assert "timeout graceful shutdown exceeded" in server.log()
+
+
+def test_sigterm_repeated_until_it_exits_still_exits_0(server: ServerProcess) -> None:
+    """An impatient supervisor: SIGTERM every 50 ms. One landing while Python finalizes would kill the process
+    (143) unless the first one made the rest harmless."""
+    assert server.proc is not None
+    server.signal(signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while server.proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+        try:
+            server.signal(signal.SIGTERM)
+        except ProcessLookupError:
+            break
+    assert server.wait(timeout=10) == 0

@@ -24,6 +24,10 @@ MAX_METRICS_PER_BATCH = 1_000
 MAX_CURVE_POINTS = 1_000_000
 MAX_REASON = 500
 
+# Free text is stored as is in text columns, and PostgreSQL's cannot hold NUL: refuse control characters
+# (tab and newline aside) on every backend alike.
+NO_CONTROL_CHARS = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
+LabelValue = Annotated[str, Field(max_length=200, pattern=NO_CONTROL_CHARS)]
 RunId = Annotated[str, Field(pattern=RUN_ID_PATTERN, description="the user's id of the run, e.g. a job name")]
 Step = Annotated[int, Field(ge=0, le=2**53, description="a training step (0-based)")]
 
@@ -42,7 +46,7 @@ class RunCreate(WireModel):
     spec: RunSpec | None = Field(None, description="the run's spec; omit when using a preset")
     preset: str | None = Field(None, max_length=100, description="name of a preset in the server's config")
     overrides: dict[str, Any] | None = Field(None, description="deep-merged into the preset's spec")
-    labels: dict[Annotated[str, Field(pattern=LABEL_KEY_PATTERN)], Annotated[str, Field(max_length=200)]] = Field(
+    labels: dict[Annotated[str, Field(pattern=LABEL_KEY_PATTERN)], LabelValue] = Field(
         default_factory=dict, max_length=MAX_LABELS
     )
 
@@ -153,7 +157,7 @@ class MetricsResult(WireModel):
 
 class ChangeCommon(WireModel):
     from_step: Step | None = Field(None, description="first step affected; default and minimum: horizon + 1")
-    reason: str | None = Field(None, max_length=MAX_REASON)
+    reason: Annotated[str, Field(max_length=MAX_REASON, pattern=NO_CONTROL_CHARS)] | None = None
     dry_run: bool = Field(False, description="return the resulting curve without recording anything")
     expected_revision: int | None = Field(None, description="refuse (409) if the run's revision differs")
     preview_steps: int = Field(1000, ge=1, le=MAX_CURVE_POINTS, description="dry run: steps to preview")
@@ -306,7 +310,7 @@ class FollowupIn(WireModel):
     steps_per_epoch: int | None = Field(None, ge=1, description="CyclicLR: step_size_up = 4 x this when not given")
     gamma: float | None = Field(None, gt=0, le=1, description="exp_range: amplitude decay per step")
     total_steps: int | None = Field(None, ge=1, description="one_cycle: length of the cycle")
-    labels: dict[Annotated[str, Field(pattern=LABEL_KEY_PATTERN)], Annotated[str, Field(max_length=200)]] = Field(
+    labels: dict[Annotated[str, Field(pattern=LABEL_KEY_PATTERN)], LabelValue] = Field(
         default_factory=dict, max_length=MAX_LABELS
     )
 

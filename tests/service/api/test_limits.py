@@ -60,6 +60,25 @@ def test_malformed_json(client: httpx.Client) -> None:
         assert problem["errors"][0]["type"] == "json_invalid"
 
 
+@pytest.mark.parametrize(
+    ("body", "path"),
+    [
+        ({"op": "scale", "factor": 0.5, "reason": "nul\x00inside"}, "reason"),
+        ({"op": "scale", "factor": 0.5, "reason": "bell\x07"}, "reason"),
+    ],
+)
+def test_control_characters_in_free_text_are_422_on_every_backend(
+    client: httpx.Client, body: dict[str, object], path: str
+) -> None:
+    create_run(client)
+    problem = assert_problem(client.post("/v1/runs/run-1/changes", json=body), 422, "invalid-input")
+    assert problem["errors"][0]["path"] == path
+    label = client.put("/v1/runs/run-2", json={"spec": SPEC, "labels": {"team": "a\x00b"}})
+    assert assert_problem(label, 422, "invalid-input")["errors"][0]["path"] == "labels.team"
+    ok = client.post("/v1/runs/run-1/changes", json={"op": "scale", "factor": 0.5, "reason": "two\nlines\tok"})
+    assert ok.status_code == 200, ok.text
+
+
 def test_wrong_json_type(client: httpx.Client) -> None:
     create_run(client)
     response = client.post("/v1/runs/run-1/metrics", json=[1, 2, 3])

@@ -2,7 +2,7 @@
 
 One ``Telemetry`` per application, on a ``CollectorRegistry`` of its own (never prometheus-client's global one), so
 tests that build many apps in one process do not collide. Each server process exposes its own counters: with
-replicas, Prometheus scrapes every replica (``deploy/README_OPS.md``) and sums.
+replicas, Prometheus scrapes every replica (README, Operations) and sums.
 
 ============================================  =======  ======================================================
 metric                                        type     meaning

@@ -1,4 +1,4 @@
-# lrserve's server image: `docker build -t lrserve .`, then see deploy/README_OPS.md (or docker-compose.yml).
+# lrserve's server image: `docker build -t lrserve .`, then see README.md, "Operations".
 #
 #   docker run -p 8000:8000 -v lrserve-data:/var/lib/lrserve -e LRSERVE_TOKENS='[...]' lrserve
 #

@@ -13,7 +13,7 @@ the threadpool). For example, the request log and a change::
 
 ``log_config(level, fmt)`` is the ``logging.config.dictConfig`` that ``lrserve serve`` hands uvicorn: uvicorn's own
 loggers and ours (``lrserve.*``) on one stderr handler with this formatter; uvicorn's access log stays off (it costs
-about a quarter of the throughput of the lease route; ``lrserve.request`` replaces it).
+about a quarter of the lease route's throughput; ``lrserve.request`` replaces it).
 """
 
 from __future__ import annotations
@@ -74,9 +74,10 @@ class JsonLineHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """The handler ``log_config`` installs for JSON: a ``StreamHandler`` (stderr) that also takes request lines
     without a ``LogRecord``, and writes them in batches.
 
-    Through ``Logger.info`` a request line costs ~30 us on the frozen-lease path (the record, the handler chain,
-    the formatter, a write system call per line), a quarter of that call. ``write_fields`` makes the same line
-    (``JsonFormatter``'s keys, in its order) and queues it; the queue is written at most ``FLUSH_SECONDS`` later
+    Through ``Logger.info`` a request line costs ~77k instructions and a write system call, 10 % of a frozen lease
+    served over HTTP (~740k; counted under valgrind, ``bench/requestlog.py``): the record, the handler chain, the
+    formatter. ``write_fields`` makes the same line (``JsonFormatter``'s keys, in its order) for ~45k (6 %) and
+    queues it; the queue is written at most ``FLUSH_SECONDS`` later
     (a timer on the event loop), when it passes ``FLUSH_BYTES``, before any other record (so lines stay in
     order), and at exit. As nginx's ``access_log ... flush=``: a crash (kill -9) may lose the last 50 ms of request
     lines, never another record. ``direct_handler`` says when the shortcut changes nothing but the cost.

@@ -112,8 +112,8 @@ class RequestLog:
     """Around every request: its id (``X-Request-ID`` taken or made, returned in the response and set on
     ``logs.REQUEST_ID`` for every line logged meanwhile), its Prometheus counts (``telemetry``), and, with
     ``log_requests``, one line on the ``lrserve.request`` logger with the request id, method, route, run id,
-    status and duration: at INFO, except frozen leases answered by the fast path, at DEBUG (a line costs about
-    a sixth of such a lease; ``bench/requestlog.py``). uvicorn's access log stays off: it costs twice that.
+    status and duration: at INFO, except frozen leases answered by the fast path, at DEBUG (most of the traffic;
+    a line adds ~6 % to such a lease, ``bench/requestlog.py``). uvicorn's access log stays off (issue: -24 %).
     """
 
     def __init__(self, app: ASGIApp, telemetry: Telemetry | None = None, log_requests: bool = True) -> None:
@@ -152,7 +152,8 @@ class RequestLog:
             if self.telemetry is not None:
                 self.telemetry.observe_request(scope["method"], route, status, seconds)
             # Frozen leases answered from memory are most of the traffic and a tenth of a millisecond each: their
-            # lines are DEBUG (every other request's INFO), so INFO keeps one line per write, error or store read.
+            # lines are DEBUG (every other request's INFO), so INFO keeps a line per write, error or store read and
+            # the volume follows the writes, not the number of ranks; lrserve_http_requests_total counts them all.
             level = logging.DEBUG if fast else logging.INFO
             if self.log_requests and request_log.isEnabledFor(level):
                 self._log(scope, route, run_id, status, seconds, level)

@@ -254,7 +254,7 @@ def is_fatal(exc: BaseException) -> bool:
     """Errors that training must not ride through: the request itself is wrong (4xx) — a stale incarnation (a
     zombie worker), a deleted run, a token without the scope, an invalid argument. Anything else (unreachable,
     5xx, a timeout) is an outage."""
-    if not isinstance(exc, LrserveError):
+    if not isinstance(exc, LrserveError) or isinstance(exc, Cancelled):
         return False
     status = exc.extra.get("status")
     if not isinstance(status, int):

@@ -207,12 +207,21 @@ class Plan:
         ``InvalidInput`` naming the steps, not a bare ``ValueError``.
         """
         try:
-            lr, momentum = self._unpinned_values(steps)
+            with np.errstate(over="ignore", invalid="ignore"):  # overflow is caught below, as non-finite values
+                lr, momentum = self._unpinned_values(steps)
         except ValueError as exc:
             raise InvalidInput(
                 detail=f"the schedule cannot be evaluated at these steps: {exc}",
                 errors=[FieldError(("step",), str(exc))],
             ) from None
+        finite = np.isfinite(lr)
+        if not finite.all():
+            # Parameters at the edge of float64 (e.g. alpha ~ 1e307) can overflow: never serve a NaN/inf LR.
+            bad = int(steps[np.argmax(~finite.all(axis=0))])
+            raise InvalidInput(
+                detail=f"the schedule gives a non-finite LR at step {bad}: its parameters overflow float64",
+                errors=[FieldError(("spec", "schedule"), f"non-finite LR at step {bad}")],
+            )
         for pin in self.pins:
             inside = (steps >= pin.start) & (steps <= pin.stop)
             if not inside.any():

@@ -258,3 +258,20 @@ def test_steps_applied_offline_keep_the_plan_the_worker_used() -> None:
     again = svc.applied("r", AppliedIn(start=30, stop=35, last_seq=svc.lease("r", 29, 1, None).last_seq), "w")
     assert not again.pinned and again.horizon == 35
     np.testing.assert_array_equal(RunService(svc._store).curve("r", 0, 40, 1).lr, svc.curve("r", 0, 40, 1).lr)
+
+
+def test_a_schedule_that_overflows_float64_is_refused_not_served_as_null() -> None:
+    from lrserve.schemas.errors import InvalidInput
+    from lrserve.schemas.wire import CurveRequest
+
+    huge = {
+        "type": "NoisyLinearCosineDecay",
+        "initial_learning_rate": 3.9e15,
+        "decay_steps": 211,
+        "alpha": 5.9e307,
+        "num_periods": 5.4e307,
+        "beta": 30.0,
+    }
+    svc = RunService(MemoryStore())
+    with pytest.raises(InvalidInput, match="non-finite LR at step 0"):
+        svc.preview_curve(CurveRequest.model_validate({"spec": {"schedule": huge}, "stop": 10}))

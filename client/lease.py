@@ -54,6 +54,7 @@ import numpy.typing as npt
 
 from lrserve.client.http import RunHandle
 from lrserve.schemas.errors import (
+    Cancelled,
     LrserveError,
     MetricConflict,
     StaleIncarnation,

@@ -122,8 +122,9 @@ def test_sqlite_storage_fault_under_load(tmp_path: Path, kind: str) -> None:
     result = progress.pop("result")
     assert_survived(result)
     # Writes were refused with retryable problems, not 500s and not dropped connections...
+    # (A full disk can still take a write that fits in pages SQLite already holds: 200 is then a durable answer.)
     writes = probe.statuses("write")
-    assert writes and set(writes) == {503}, probe.answers[:5]
+    assert writes and 503 in writes and set(writes) <= {200, 503}, probe.answers[:5]
     for answer in probe.unavailable():
         assert_retryable_problem(answer)
     assert result.stats.retries[("lease", "503")] + result.stats.retries[("metric", "503")] > 0
@@ -137,15 +138,20 @@ def test_sqlite_storage_fault_under_load(tmp_path: Path, kind: str) -> None:
 def _drive(server: Any, storage: Storage) -> tuple[Probe, dict[str, Any]]:
     probe = Probe()
     progress: dict[str, Any] = {}
-    batch = {"metrics": [{"step": 100_000 + i, "name": f"probe-{i}", "value": float(i)} for i in range(500)]}
+
+    def batch(n: int) -> dict[str, Any]:
+        """New metrics (a repeated batch would be a duplicate, answered without a write)."""
+        return {"metrics": [{"step": 100_000 + n * 100 + i, "name": "probe", "value": float(i)} for i in range(100)]}
 
     async def fault(result: Any, _stop_at: float) -> None:
         async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
             await asyncio.sleep(1.5)
             await asyncio.to_thread(storage.break_)
             try:
-                for _ in range(int(FAULT_S / 0.2)):
-                    await probe.send("write", client, "POST", "/v1/runs/fault-0/metrics", json=batch)
+                deadline, n = asyncio.get_running_loop().time() + FAULT_S, 0
+                while asyncio.get_running_loop().time() < deadline:  # by time: accepted writes cost more than 503s
+                    n += 1
+                    await probe.send("write", client, "POST", "/v1/runs/fault-0/metrics", json=batch(n))
                     lease = {"step": 0, "count": CONFIG.window}
                     await probe.send("frozen lease", client, "GET", "/v1/runs/fault-0/lr", params=lease)
                     await probe.send("read run", client, "GET", "/v1/runs/fault-0")
@@ -155,7 +161,7 @@ def _drive(server: Any, storage: Storage) -> tuple[Probe, dict[str, Any]]:
             progress["repaired"] = answered(result)
 
             async def writable() -> bool:
-                return await probe.send("after", client, "POST", "/v1/runs/fault-1/metrics", json=batch) == 200
+                return await probe.send("after", client, "POST", "/v1/runs/fault-1/metrics", json=batch(0)) == 200
 
             progress["recovered in"] = await wait_until(writable, 30, "writes accepted again")
             await asyncio.sleep(1.0)

@@ -720,7 +720,10 @@ class LeaseManager:
                     batch.append(m)
             left -= len(batch)
             try:
-                result = self.run.report_many([(s, n, v) for _, s, n, v in batch], incarnation, retry_for=budget)
+                # metrics reported before start() carry no incarnation: they belong to the one started since
+                # (the server refuses a write without one once the run has resumed)
+                fenced = incarnation if incarnation is not None else self.incarnation
+                result = self.run.report_many([(s, n, v) for _, s, n, v in batch], fenced, retry_for=budget)
             except MetricConflict as e:
                 bad = {int(err.loc[1]) for err in e.errors if len(err.loc) >= 2 and isinstance(err.loc[1], int)}
                 for i in sorted(bad):

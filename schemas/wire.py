@@ -133,9 +133,21 @@ class MetricIn(WireModel):
     value: float = Field(description="NaN and +/-inf are accepted (as JSON strings 'NaN', 'Infinity') and count as bad")
 
 
+_WRITE_INCARNATION = (
+    "the sender's incarnation: an older one is refused (409); required once the run has resumed (a write without "
+    "it is then refused, so a zombie of an earlier launch cannot record anything)"
+)
+
+
+class MetricPost(MetricIn):
+    """One metric, the short form of ``MetricBatch``; fenced like it."""
+
+    incarnation: int | None = Field(None, ge=1, description=_WRITE_INCARNATION)
+
+
 class MetricBatch(WireModel):
     metrics: list[MetricIn] = Field(min_length=1, max_length=MAX_METRICS_PER_BATCH)
-    incarnation: int | None = Field(None, description="the sender's incarnation; an older one is refused (409)")
+    incarnation: int | None = Field(None, ge=1, description=_WRITE_INCARNATION)
 
 
 class ReductionPublic(WireModel):
@@ -320,7 +332,12 @@ class FollowupIn(WireModel):
 
 class ResumeIn(WireModel):
     step: Step = Field(description="the checkpoint's step: the next step the job will train")
-    incarnation: int | None = Field(None, description="the caller's incarnation, if it has one (informational)")
+    incarnation: int | None = Field(
+        None,
+        ge=1,
+        description="the incarnation the caller last saw: an older one than the run's is refused (409) unless "
+        "`key` names the resume that made the current one, so a zombie of an earlier launch cannot fence the live job",
+    )
     key: str | None = Field(
         None,
         max_length=200,

@@ -202,9 +202,23 @@ class RunService:
                 return result
 
     @staticmethod
-    def _check_incarnation(entry: _Entry, incarnation: int | None) -> None:
+    def _check_incarnation(entry: _Entry, incarnation: int | None, *, write: bool = False) -> None:
+        """Fence requests from earlier incarnations (409).
+
+        A write that names no incarnation is taken as the current one's only while the run has never resumed:
+        after a resume nobody can tell a zombie of an earlier launch from the live job, so such a write is refused
+        (409, ``incarnation`` in the problem) and can never block what the live incarnation records.
+        """
         current = entry.state.incarnation
-        if incarnation is None or incarnation == current:
+        if incarnation is None:
+            if write and current > 1:
+                raise StaleIncarnation(
+                    detail=f"the run has resumed (incarnation {current}): a write must carry its incarnation",
+                    errors=[FieldError(("incarnation",), f"required once the run has resumed; current: {current}")],
+                    extra={"incarnation": current},
+                )
+            return
+        if incarnation == current:
             return
         if incarnation < current:
             raise StaleIncarnation(
@@ -366,7 +380,7 @@ class RunService:
 
         def extend(tx: RunTransaction, entry: _Entry) -> LeaseData:
             nonlocal extended
-            self._check_incarnation(entry, incarnation)
+            self._check_incarnation(entry, incarnation, write=stop > tx.run.horizon)
             if stop > tx.run.horizon:
                 tx.update(horizon=stop)
                 extended = True
@@ -437,7 +451,7 @@ class RunService:
 
         def record(tx: RunTransaction, entry: _Entry) -> AppliedResult:
             state = entry.state
-            self._check_incarnation(entry, body.incarnation)
+            self._check_incarnation(entry, body.incarnation, write=True)
             if body.last_seq > state.last_seq:
                 raise InvalidInput(
                     detail=f"last_seq {body.last_seq} is ahead of the run's history ({state.last_seq})",
@@ -470,7 +484,7 @@ class RunService:
     def post_metrics(self, run_id: str, batch: MetricBatch, actor: str | None) -> MetricsResult:
         def record(tx: RunTransaction, entry: _Entry) -> MetricsResult:
             state = entry.state
-            self._check_incarnation(entry, batch.incarnation)
+            self._check_incarnation(entry, batch.incarnation, write=True)
             accepted, duplicates, conflicts = [], [], []
             in_batch: dict[tuple[int, str], float] = {}
             for i, m in enumerate(batch.metrics):
@@ -641,6 +655,10 @@ class RunService:
             state = entry.state
             done = next((r for r in state.resumes if body.key is not None and r.key == body.key), None)
             if done is None:
+                # A zombie of an earlier launch must not fence the live job: a stale incarnation is refused (the
+                # ranks of one launch share a key, so a rank that has not yet seen the new incarnation gets the
+                # keyed answer above instead).
+                self._check_incarnation(entry, body.incarnation)
                 incarnation = state.incarnation + 1
                 payload = {
                     "step": body.step,

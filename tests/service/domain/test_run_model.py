@@ -101,12 +101,13 @@ def test_served_steps_never_change_and_replay_gives_the_same_numbers(history: li
             next_step += op.count
         elif isinstance(op, Metric):
             with contextlib.suppress(MetricConflict):
-                svc.post_metrics("r", MetricBatch(metrics=[MetricIn(step=op.step, name="loss", value=op.value)]), "w")
+                batch = MetricBatch(metrics=[MetricIn(step=op.step, name="loss", value=op.value)], incarnation=incarnation)
+                svc.post_metrics("r", batch, "w")
         elif isinstance(op, Change):
             svc.change("r", CHANGE.validate_python(op.body), "admin")
         else:
             k = max(0, next_step - op.back)
-            result = svc.resume("r", ResumeIn(step=k), "w")
+            result = svc.resume("r", ResumeIn(step=k, incarnation=incarnation), "w")
             incarnation = result.incarnation
             resumes.append((len(served_order), k))
             served[(incarnation, k)] = tuple(g.lr[0] for g in result.groups)

@@ -48,14 +48,16 @@ def _apply(svc: RunService, run_id: str, op: Any, cursor: dict[str, int]) -> Any
         cursor["step"] += op.count
         return window.lr.tolist(), window.horizon, window.revision
     if isinstance(op, Metric):
-        batch = MetricBatch(metrics=[MetricIn(step=op.step, name="loss", value=op.value)])
+        batch = MetricBatch(
+            metrics=[MetricIn(step=op.step, name="loss", value=op.value)], incarnation=cursor["incarnation"]
+        )
         result = svc.post_metrics(run_id, batch, "w")
         return result.model_dump(mode="json")
     if isinstance(op, Change):
         result = svc.change(run_id, CHANGE.validate_python(op.body), "admin")
         return result.model_dump(mode="json")
     k = max(0, cursor["step"] - op.back)
-    resumed = svc.resume(run_id, ResumeIn(step=k), "w")
+    resumed = svc.resume(run_id, ResumeIn(step=k, incarnation=cursor["incarnation"]), "w")
     cursor["incarnation"], cursor["step"] = resumed.incarnation, k + 1
     return resumed.model_dump(mode="json")
 

@@ -101,7 +101,9 @@ def test_served_steps_never_change_and_replay_gives_the_same_numbers(history: li
             next_step += op.count
         elif isinstance(op, Metric):
             with contextlib.suppress(MetricConflict):
-                batch = MetricBatch(metrics=[MetricIn(step=op.step, name="loss", value=op.value)], incarnation=incarnation)
+                batch = MetricBatch(
+                    metrics=[MetricIn(step=op.step, name="loss", value=op.value)], incarnation=incarnation
+                )
                 svc.post_metrics("r", batch, "w")
         elif isinstance(op, Change):
             svc.change("r", CHANGE.validate_python(op.body), "admin")

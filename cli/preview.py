@@ -188,7 +188,7 @@ def preview(
     ] = None,
     start: Annotated[int, typer.Option(min=0, help="first step")] = 0,
     png: Annotated[
-        str | None, typer.Option("--png", help="also write the plot to this PNG file (needs [plot])")
+        str | None, typer.Option("--png", help="also write the plot to this PNG file (needs the \\[plot] extra)")
     ] = None,
     log: Annotated[bool | None, typer.Option("--log/--linear", help="y scale (default: log for wide ranges)")] = None,
     metric: Annotated[

@@ -218,7 +218,7 @@ def curve(
     stride: Annotated[int | None, typer.Option(min=1, help="every Nth step (default: about --points points)")] = None,
     points: Annotated[int, typer.Option(min=2, help="points to fetch when no --stride")] = 5000,
     csv: Annotated[str | None, typer.Option("--csv", help="write the curve as CSV to this file (- for stdout)")] = None,
-    png: Annotated[str | None, typer.Option("--png", help="write a PNG plot (needs the [plot] extra)")] = None,
+    png: Annotated[str | None, typer.Option("--png", help="write a PNG plot (needs the \\[plot] extra)")] = None,
     log: Annotated[bool | None, typer.Option("--log/--linear", help="y scale (default: log for wide ranges)")] = None,
 ) -> None:
     """A run's LR curve (served past and planned future), with its change and plateau markers."""

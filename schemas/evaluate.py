@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -25,6 +25,9 @@ from lrserve.schemas.core import plateau as plateau_core
 from lrserve.schemas.core.schedule import Schedule, Values, as_steps
 from lrserve.schemas.specs.plateau import PlateauSpec
 from lrserve.schemas.specs.run import RunSpec
+
+if TYPE_CHECKING:
+    from lrserve.schemas.plan import Plan
 
 Metric = tuple[int, str, float]
 
@@ -123,6 +126,34 @@ def evaluate(
     track, _, _ = replay_plateau(plateau, schedule, metrics)
     scale, reduced = track.at(arr)
     return apply_scale(plateau, raw, scale, reduced)
+
+
+def estimate_work(target: RunSpec | Plan, steps: npt.ArrayLike) -> int:
+    """Element-operations evaluating ``target`` at ``steps`` will do: an estimate made before any of the work,
+    so a caller can refuse an over-budget request first (``steps`` are validated as ``evaluate`` does).
+
+    With ``N`` points, ``G`` groups and ``max`` the largest step, a schedule's work is
+
+    * a closed form: ``N * G``; LambdaLR: ``N * G * nodes`` (``nodes``: the expression's node count);
+    * a scan (MultiplicativeLR, a SequentialLR phase continuing one): ``(max - anchor + 1) * G * nodes + N * G``,
+      with ``anchor`` 0 or the phase's milestone;
+    * ChainedScheduler: its links' factors at the steps below the cosine's first restart ``r``, plus
+      ``(max - r + 1) * G * sum_j cost_j + N * G`` for the scan from ``r`` (``cost_j``: 1, or a lambda's nodes);
+    * CosineAnnealingLR: ``N * G`` plus 65 replayed steps per period past ``T_max`` that the steps reach;
+    * SequentialLR: the sum of its phases' work at the steps of each phase.
+
+    A ``Plan`` adds ``N * G`` per interval for the scales and the work of the plan as of each pin at the
+    steps it pins (``Plan.work``).
+
+        >>> spec = parse_spec({"param_groups": [{"name": "a", "lr": 0.1}, {"name": "b", "lr": 0.2}],
+        ...                    "schedule": {"type": "MultiplicativeLR", "lr_lambda": "0.99"}})
+        >>> estimate_work(spec, [0, 9_999])  # 10,000 steps walked, 2 groups, 1 node; 2 points gathered
+        20004
+    """
+    arr = as_steps(steps)
+    if isinstance(target, RunSpec):
+        return build(target).work(arr)
+    return target.work(arr)
 
 
 def parse_spec(data: Any) -> RunSpec:

@@ -17,6 +17,10 @@ The rules (documented for users in the README):
 
 Because every change and reduction starts above the horizon at the time it is recorded, no later event can
 alter a served step (until a resume explicitly re-opens steps).
+
+Purity: each layer is folded from the records alone and evaluated at the steps of its own interval, and a pin
+re-evaluates the plan as of its event at the pinned steps only; so the value at step ``s`` depends on the
+records and ``s``, never on the other steps asked for (``tests/schemas/test_window_purity.py``).
 """
 
 from __future__ import annotations
@@ -102,6 +106,13 @@ class Layer:
         scale = np.broadcast_to((self.manual * self.plateau_scale).reshape(g, 1), raw.shape)
         reduced = np.broadcast_to(self.reduced.reshape(g, 1), raw.shape)
         return apply_scale(self.plateau, raw, scale, reduced)
+
+    def work(self, steps: IntArray) -> int:
+        """Element-operations of ``lr(steps)``: the schedule's work, plus one per point and group for the scale."""
+        g = int(self.manual.shape[0])
+        if self.set_lr is not None:
+            return int(steps.shape[0]) * g
+        return self.schedule.work(steps - self.origin) + int(steps.shape[0]) * g
 
     def momentum(self, steps: IntArray) -> Values | None:
         return None if self.schedule.momentum is None else self.schedule.momentum(steps - self.origin)
@@ -226,12 +237,7 @@ class Plan:
             inside = (steps >= pin.start) & (steps <= pin.stop)
             if not inside.any():
                 continue
-            then = Plan(
-                self.spec,
-                [c for c in self.changes if c.seq <= pin.as_of],
-                [r for r in self.reductions if r.metric_seq <= pin.as_of],
-                self._build,
-            )
+            then = self._as_of(pin)
             pinned_lr, pinned_mom = then.values(steps[inside])
             lr[:, inside] = pinned_lr
             if pinned_mom is not None or momentum is not None:
@@ -239,6 +245,32 @@ class Plan:
                     momentum = np.full(lr.shape, np.nan)
                 momentum[:, inside] = np.nan if pinned_mom is None else pinned_mom
         return lr, momentum
+
+    def work(self, steps: IntArray) -> int:
+        """Element-operations ``values(steps)`` will do, estimated without doing them.
+
+        ``sum over intervals k of layer_k.work(steps in k)`` (a closed form: ``N_k * G``, doubled for the
+        scale; a scan: ``(max step - anchor + 1) * G * cost per step``; see ``Schedule.work``), plus, for each
+        pin that covers some of the steps, the work of the plan as of the pin at those steps.
+        """
+        total = 0
+        idx = np.searchsorted(self.breakpoints, steps, side="right") - 1
+        for k in np.unique(idx):
+            total += self.layer_at(int(self.breakpoints[k])).work(steps[idx == k])
+        for pin in self.pins:
+            inside = (steps >= pin.start) & (steps <= pin.stop)
+            if inside.any():
+                total += self._as_of(pin).work(steps[inside])
+        return total
+
+    def _as_of(self, pin: Pin) -> Plan:
+        """The plan as of a pin's event: the changes and reductions recorded up to it."""
+        return Plan(
+            self.spec,
+            [c for c in self.changes if c.seq <= pin.as_of],
+            [r for r in self.reductions if r.metric_seq <= pin.as_of],
+            self._build,
+        )
 
     def _unpinned_values(self, steps: IntArray) -> tuple[Values, Values | None]:
         n = steps.shape[0]

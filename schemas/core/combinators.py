@@ -9,9 +9,16 @@ from the base LR, except where the scheduler has no closed form and multiplies t
 multipliers is ``base * prod factor_j(s)``, in closed form, until some link restarts (sets the LR outright,
 discarding the others' history); from the first restart on the chain is the scan below.
 
-``scan_product``: ``v(u) = v(u-1) * m(u)`` over ``u = 0..max(step)`` (``v(-1) = init``), with optional restart
-steps where ``v(u)`` is given outright; chunked, so memory stays bounded for any step. Used only where torch's
-recursion has no closed form.
+``scan_product``: ``v(u) = v(u-1) * m(u)`` over ``u = start..max(step)`` (``v(start-1) = init``), with optional
+restart steps where ``v(u)`` is given outright; chunked, so memory stays bounded for any step. Used only where
+torch's recursion has no closed form.
+
+Purity (the value at step ``s`` never depends on the other steps asked for): every path is anchored at points
+fixed by the schedule, never by the query. A chain takes its closed form below its first restart and the scan
+from that restart on, whatever the window; a scan's chunks start at ``start + k * CHUNK``; a phase sees the
+steps of its own interval only. Cutting the last chunk at ``max(step) + 1`` cannot change a value: the
+products run strictly left to right (``cumprod`` accumulates sequentially), and the multipliers are
+element-wise functions of the step (``tests/schemas/test_window_purity.py`` checks both, bit for bit).
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lrserve.schemas.core.primitives import Link, Multiplier
-from lrserve.schemas.core.schedule import Column, Schedule, Steps, Values
+from lrserve.schemas.core.schedule import Column, Schedule, Steps, Values, scan_work
 
 CHUNK = 1 << 17
 # The scan walks every step up to the largest asked for (~30 ns a step for MultiplicativeLR, ~150 ns for a
@@ -61,12 +68,15 @@ def _segmented_cumprod(m: Values, reset: np.ndarray, carry: Column) -> Values:
     return padded[:, seg, pos]
 
 
-def scan_product(steps: Steps, init: Column, step: Multiplier | Stepper, *, restarts: bool = False) -> Values:
-    """``v(s)`` of shape ``(G, N)`` for ``v(-1) = init``, ``v(u) = v(u-1) * m(u)`` (or ``m(u)`` at a restart).
+def scan_product(
+    steps: Steps, init: Column, step: Multiplier | Stepper, *, restarts: bool = False, start: int = 0
+) -> Values:
+    """``v(s)`` of shape ``(G, N)`` for ``v(start-1) = init``, ``v(u) = v(u-1) * m(u)`` (or ``m(u)`` at a restart).
 
-    ``step(u)`` gives ``m`` for a chunk of consecutive steps; with ``restarts=True`` it gives ``(m, mask)``.
-    The products run left to right in float64, as torch's repeated ``lr * ratio`` does. Steps past
-    ``MAX_SCAN_STEP`` are refused (ValueError): they would take minutes.
+    Every step must be ``>= start``. ``step(u)`` gives ``m`` for a chunk of consecutive steps (chunks start at
+    ``start + k * CHUNK``, whatever is asked); with ``restarts=True`` it gives ``(m, mask)``. The products run
+    left to right in float64, as torch's repeated ``lr * ratio`` does. Steps past ``MAX_SCAN_STEP`` are
+    refused (ValueError): they would take minutes.
     """
     groups = init.shape[0]
     out = np.empty((groups, steps.shape[0]))
@@ -76,13 +86,15 @@ def scan_product(steps: Steps, init: Column, step: Multiplier | Stepper, *, rest
     ordered = steps[order]
     carry = init
     last = int(ordered[-1])
+    if int(ordered[0]) < start:
+        raise ValueError(f"a scan from step {start} cannot give step {int(ordered[0])}")
     if last > MAX_SCAN_STEP:
         raise ValueError(
             f"step {last} is past {MAX_SCAN_STEP:,}: this schedule has no closed form there (MultiplicativeLR, "
             "or a ChainedScheduler past a cosine restart) and would multiply out every step before it"
         )
-    no_reset = np.zeros(min(CHUNK, last + 1), dtype=bool)
-    for lo in range(0, last + 1, CHUNK):
+    no_reset = np.zeros(min(CHUNK, last + 1 - start), dtype=bool)
+    for lo in range(start, last + 1, CHUNK):
         hi = min(lo + CHUNK, last + 1)
         u = np.arange(lo, hi, dtype=np.int64)
         if restarts:
@@ -102,10 +114,15 @@ def continued(link: Link) -> Continuation:
     """A MultiplicativeLR entered at a milestone: ``entry * f(0) * ... * f(k)`` (``link`` built ``first=True``)."""
 
     def build(entry: Column) -> Schedule:
+        groups = int(entry.shape[0])
+
         def lr(steps: Steps) -> Values:
             return scan_product(steps, entry, link.ratio)
 
-        return Schedule(lr=lr, num_groups=entry.shape[0])
+        def cost(steps: Steps) -> int:
+            return scan_work(steps, groups, link.step_cost)
+
+        return Schedule(lr=lr, num_groups=groups, cost=cost)
 
     return build
 
@@ -142,6 +159,8 @@ def _join_built(phases: Sequence[Schedule], bounds: Sequence[int]) -> Schedule:
     total = None if last.total_steps is None else int(bounds[-1]) + last.total_steps
 
     def lr(steps: Steps) -> Values:
+        # Sorted or not, each phase is evaluated at the steps of its own interval, relative to its start: the
+        # two paths differ in how they select those steps, never in the values.
         out = np.empty((groups, steps.shape[0]))
         n = steps.shape[0]
         if n > 1 and bool(np.all(steps[1:] >= steps[:-1])):
@@ -160,20 +179,27 @@ def _join_built(phases: Sequence[Schedule], bounds: Sequence[int]) -> Schedule:
                 out[:, sel] = phase.lr(steps[sel] - starts[i])
         return out
 
-    return Schedule(lr=lr, num_groups=groups, total_steps=total)
+    def cost(steps: Steps) -> int:
+        index = np.searchsorted(edges, steps, side="right")
+        return sum(phase.work(steps[index == i] - starts[i]) for i, phase in enumerate(phases))
+
+    return Schedule(lr=lr, num_groups=groups, total_steps=total, cost=cost)
 
 
 def chain(base: Column, links: Sequence[Link]) -> Schedule:
     """torch's ChainedScheduler over chainable links (each scheduler's ``step()`` in list order, same LR).
 
-    Before any restart: ``base * prod_j factor_j(s)`` (closed form). From the first restart step on: the scan
-    ``v(u) = v(u-1) * prod_j ratio_j(u)``, where at a restart of link ``c`` the LR becomes
-    ``restart_c * prod_{j > c} ratio_j(u)`` (the links after ``c`` still multiply it in that step).
+    Before the first restart ``r``: ``base * prod_j factor_j(s)`` (closed form), for every window. From ``r`` on:
+    the scan ``v(u) = v(u-1) * prod_j ratio_j(u)`` started at ``r``, where at a restart of link ``c`` the LR
+    becomes ``restart_c * prod_{j > c} ratio_j(u)`` (the links after ``c`` still multiply it in that step). At
+    ``r`` itself the value is given outright, so nothing carries over from before it: the scan never needs
+    the steps below ``r``, and which form gives a step depends on the step alone.
     ``total_steps``: the largest of the links' when every link has one, else ``None``.
+    ``work``: the links' factors at the steps below ``r``, plus ``(max(step) - r + 1) * G * sum_j cost_j``.
     """
     if not links:
         raise ValueError("a chain needs at least one link")
-    groups = base.shape[0]
+    groups = int(base.shape[0])
     first_restart = min((lk.restart.first for lk in links if lk.restart is not None), default=None)
     totals = [lk.total_steps for lk in links]
     total = None if any(t is None for t in totals) else max(t for t in totals if t is not None)
@@ -204,10 +230,28 @@ def chain(base: Column, links: Sequence[Link]) -> Schedule:
             return factor, None
         return np.where(mask, value, factor), mask
 
-    def lr(steps: Steps) -> Values:
-        if first_restart is None or steps.size == 0 or int(steps.max()) < first_restart:
-            return np.array(closed(steps))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return scan_product(steps, base, step, restarts=True)
+    per_step = sum(lk.step_cost for lk in links)
 
-    return Schedule(lr=lr, num_groups=groups, total_steps=total)
+    def lr(steps: Steps) -> Values:
+        if first_restart is None:
+            return np.array(closed(steps))
+        late = steps >= first_restart
+        if not late.any():
+            return np.array(closed(steps))
+        out = np.empty((groups, steps.shape[0]))
+        early = ~late
+        if early.any():
+            out[:, early] = closed(steps[early])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            # init is never used: step first_restart is a restart (mask set), so v there is m itself
+            out[:, late] = scan_product(steps[late], np.ones((groups, 1)), step, restarts=True, start=first_restart)
+        return out
+
+    def cost(steps: Steps) -> int:
+        if first_restart is None:
+            return sum(lk.factor_work(steps, groups) for lk in links)
+        early = steps[steps < first_restart]
+        closed_work = sum(lk.factor_work(early, groups) for lk in links) if early.size else 0
+        return closed_work + scan_work(steps, groups, per_step, start=first_restart)
+
+    return Schedule(lr=lr, num_groups=groups, total_steps=total, cost=cost)

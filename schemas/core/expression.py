@@ -49,6 +49,7 @@ import ast
 import functools
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -349,7 +350,7 @@ def _literal(node: ast.AST) -> float | None:
     return None
 
 
-def _parse(text: str) -> ast.expr:
+def _parse(text: str) -> tuple[ast.expr, int]:
     if len(text) > MAX_LENGTH:
         raise ExpressionError(detail=f"expression longer than {MAX_LENGTH} characters ({len(text)})")
     if not text.strip():
@@ -363,7 +364,7 @@ def _parse(text: str) -> ast.expr:
     nodes = sum(1 for n in ast.walk(tree) if isinstance(n, ast.expr))
     if nodes > MAX_NODES:
         raise ExpressionError(detail=f"expression too large: {nodes} nodes (at most {MAX_NODES})")
-    return tree.body
+    return tree.body, nodes
 
 
 def compile_expression(text: str) -> ExpressionFn:
@@ -377,9 +378,26 @@ def compile_expression(text: str) -> ExpressionFn:
     return _compile(text)
 
 
+@dataclass(frozen=True)
+class CompiledExpression:
+    """A compiled expression: call it on steps; ``nodes`` (its expression nodes) is its cost per element."""
+
+    text: str
+    nodes: int
+    fn: ExpressionFn
+
+    def __call__(self, steps: Steps) -> FloatArray:
+        return self.fn(steps)
+
+
+def expression_cost(fn: Callable[[Steps], Any]) -> int:
+    """Operations per element of evaluating ``fn``: its node count if compiled here, else 1."""
+    return fn.nodes if isinstance(fn, CompiledExpression) else 1
+
+
 @functools.lru_cache(maxsize=512)
-def _compile(text: str) -> ExpressionFn:
-    body = _parse(text)
+def _compile(text: str) -> CompiledExpression:
+    body, nodes = _parse(text)
     root = _Compiler(text.strip()).node(body, 0)
 
     def evaluate(steps: Steps) -> FloatArray:
@@ -396,7 +414,7 @@ def _compile(text: str) -> ExpressionFn:
             )
         return out
 
-    return evaluate
+    return CompiledExpression(text=text, nodes=nodes, fn=evaluate)
 
 
 def check_expression(text: str, probe: Sequence[int] = (0,)) -> str:

@@ -28,7 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from lrserve.schemas.core.schedule import Column, Schedule, Steps, Values
+from lrserve.schemas.core.expression import expression_cost
+from lrserve.schemas.core.schedule import Column, Schedule, Steps, Values, points_work, scan_work
 
 # steps (N,) -> factors broadcastable against a (G, 1) column: shape (N,) or (G, N)
 Multiplier = Callable[[Steps], Values]
@@ -53,12 +54,22 @@ class Link:
     """A chainable torch scheduler: what each of its steps does to the current LR (see the module docstring).
 
     ``factor`` is exact only before ``restart.first``; past it only ``ratio`` and ``restart`` describe torch.
+    ``step_cost``: operations per element of ``ratio`` (an expression's node count); ``scan``: ``factor`` is a
+    scan over every step from 0 (MultiplicativeLR), not a closed form.
     """
 
     factor: Multiplier
     ratio: Multiplier
     restart: Restart | None = None
     total_steps: int | None = None
+    step_cost: int = 1
+    scan: bool = False
+
+    def factor_work(self, steps: Steps, groups: int) -> int:
+        """Element-operations of ``factor(steps)`` for ``groups`` groups (see ``Schedule.work``)."""
+        if self.scan:
+            return scan_work(steps, groups, self.step_cost)
+        return points_work(steps, groups, self.step_cost)
 
 
 def scaled(base: Column, link: Link) -> Schedule:
@@ -66,11 +77,15 @@ def scaled(base: Column, link: Link) -> Schedule:
     if link.restart is not None:
         raise ValueError("a restarting link has no closed form; build it with its own factory")
     factor = link.factor
+    groups = int(base.shape[0])
 
     def lr(steps: Steps) -> Values:
         return base * factor(steps)
 
-    return Schedule(lr=lr, num_groups=base.shape[0], total_steps=link.total_steps)
+    def cost(steps: Steps) -> int:
+        return link.factor_work(steps, groups)
+
+    return Schedule(lr=lr, num_groups=groups, total_steps=link.total_steps, cost=cost)
 
 
 def _require(ok: bool, message: str) -> None:
@@ -86,16 +101,24 @@ def _powers(gamma: float, exponents: Values) -> Values:
     return out
 
 
+_POWER_TABLE = 4097
+
+
 def step_decay(every: int, gamma: float) -> Link:
     """StepLR: ``gamma ** (s // every)``; torch multiplies by ``gamma`` at every non-zero multiple of ``every``."""
     _require(every >= 1, "every must be >= 1")
+    # A table of powers and a gather beat a float power per element. The table is fixed here, not sized by
+    # the query, so which of the two computes a step's value depends on the step alone.
+    table = _powers(gamma, np.arange(_POWER_TABLE, dtype=np.float64))
 
     def factor(steps: Steps) -> Values:
         k = steps // every
-        kmax = int(k.max()) if k.size else 0
-        if kmax <= 4096:  # a table of powers and a gather beat a float power per element
-            return _powers(gamma, np.arange(kmax + 1, dtype=np.float64))[k]
-        return _powers(gamma, k.astype(np.float64))
+        inside = k < _POWER_TABLE
+        if inside.all():
+            return table[k]
+        out = _powers(gamma, k.astype(np.float64))
+        out[inside] = table[k[inside]]
+        return out
 
     def ratio(steps: Steps) -> Values:
         return np.where((steps > 0) & (steps % every == 0), gamma, 1.0)
@@ -218,6 +241,7 @@ def cosine_annealing(base: Column, horizon: int, floor: Column) -> Schedule:
     anchor = floor + amp * (1.0 - np.cos(np.pi / horizon)) / 2  # torch: lr (= floor) + (base - floor) * ... / 2
     period = 2 * horizon
     replay = min(REPLAYED_STEPS, period - 2)
+    groups = int(base.shape[0])
 
     def late(s: Steps, c: Values) -> Values:
         k = (s - horizon - 1) // period
@@ -249,7 +273,13 @@ def cosine_annealing(base: Column, horizon: int, floor: Column) -> Schedule:
             out[:, past] = late(steps[past], c[past])
         return out
 
-    return Schedule(lr=lr, num_groups=base.shape[0], total_steps=horizon + 1)
+    def cost(steps: Steps) -> int:
+        # the closed form at every point, plus the replay of each period past T the steps reach
+        past = steps[steps > horizon]
+        periods = 0 if past.size == 0 else min(past.size, (int(past.max()) - horizon - 1) // period + 1)
+        return points_work(steps, groups) + periods * (replay + 1) * groups
+
+    return Schedule(lr=lr, num_groups=groups, total_steps=horizon + 1, cost=cost)
 
 
 def cosine_link(base: Column, horizon: int) -> Link:
@@ -281,11 +311,16 @@ def _stack(fns: Sequence[ExpressionFn], steps: Steps) -> Values:
 def lambda_schedule(base: Column, fns: Sequence[ExpressionFn]) -> Schedule:
     """LambdaLR: ``base * f(s)``, with one ``f`` for every group or one per group."""
     _require(len(fns) in (1, base.shape[0]), "give one function, or one per param group")
+    groups = int(base.shape[0])
+    nodes = max(expression_cost(f) for f in fns)
 
     def lr(steps: Steps) -> Values:
         return base * _stack(fns, steps)
 
-    return Schedule(lr=lr, num_groups=base.shape[0])
+    def cost(steps: Steps) -> int:
+        return points_work(steps, groups, nodes)
+
+    return Schedule(lr=lr, num_groups=groups, cost=cost)
 
 
 def multiplicative(fns: Sequence[ExpressionFn], num_groups: int, *, first: bool = False) -> Link:
@@ -306,4 +341,4 @@ def multiplicative(fns: Sequence[ExpressionFn], num_groups: int, *, first: bool 
     def factor(steps: Steps) -> Values:
         return scan_product(steps, np.ones((num_groups, 1)), ratio)
 
-    return Link(factor=factor, ratio=ratio)
+    return Link(factor=factor, ratio=ratio, step_cost=max(expression_cost(f) for f in fns), scan=True)

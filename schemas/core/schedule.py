@@ -12,6 +12,14 @@ param group. Per-group parameters are carried as ``(G, 1)`` columns so numpy bro
 ``momentum`` is ``None`` for schedules that do not cycle momentum (the optimizer's own momentum stands).
 ``total_steps`` is the number of steps the schedule defines (steps ``0 .. total_steps-1``), ``None`` when it
 never ends; the core never raises past the end: each schedule documents what it holds there.
+
+``work(steps)`` estimates, before any is done, the element-operations ``lr(steps)`` will do, so a caller can
+refuse an over-budget request first: ``N * G`` for a closed form (``cost`` is ``None``), more where the
+schedule says so (``cost``): scans walk every step from their anchor to the largest asked for, expressions
+cost their node count per element, composites sum their parts.
+
+Purity: the value at step ``s`` depends on ``s`` and the schedule only, never on which other steps are in
+the array, their order or their number (``tests/schemas/test_window_purity.py``, bit for bit).
 """
 
 from __future__ import annotations
@@ -26,6 +34,8 @@ Steps = npt.NDArray[np.int64]
 Values = npt.NDArray[np.float64]
 Column = npt.NDArray[np.float64]  # shape (G, 1): one value per param group
 ValueFn = Callable[[Steps], Values]
+# steps (N,) -> the element-operations an evaluation at those steps does (an estimate, made before the work)
+WorkFn = Callable[[Steps], int]
 
 
 @dataclass(frozen=True)
@@ -36,12 +46,35 @@ class Schedule:
     num_groups: int
     momentum: ValueFn | None = None
     total_steps: int | None = None
+    cost: WorkFn | None = None  # None: a closed form, one operation per point and group
+
+    def work(self, steps: Steps) -> int:
+        """Element-operations ``lr(steps)`` does: ``N * G`` for a closed form, else what ``cost`` says."""
+        if self.cost is not None:
+            return self.cost(steps)
+        return points_work(steps, self.num_groups)
 
     def done(self, steps: Steps) -> npt.NDArray[np.bool_]:
         """True where a step lies past the steps the schedule defines."""
         if self.total_steps is None:
             return np.zeros(steps.shape, dtype=bool)
         return np.asarray(steps) >= self.total_steps
+
+
+def points_work(steps: Steps, groups: int, per_point: int = 1) -> int:
+    """A closed form's work: ``N * G * per_point`` (``per_point``: operations per element, e.g. node count)."""
+    return int(steps.shape[0]) * groups * per_point
+
+
+def scan_work(steps: Steps, groups: int, per_step: int = 1, start: int = 0) -> int:
+    """A scan's work: ``(max(step) - start + 1) * G * per_step`` for the walk, plus ``N * G`` for the gather.
+
+    Only steps ``>= start`` are scanned (0 when none is); ``start`` is where the scan is anchored.
+    """
+    walked = steps[steps >= start] if start else steps
+    if walked.size == 0:
+        return 0
+    return (int(walked.max()) - start + 1) * groups * per_step + points_work(walked, groups)
 
 
 def as_steps(steps: npt.ArrayLike) -> Steps:

@@ -9,9 +9,15 @@ phase boundary of interest lands inside the curve.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from hypothesis import strategies as st
+from pydantic import TypeAdapter
+
+from lrserve.schemas.plan import ChangeRec, Pin, Reduction
+from lrserve.schemas.wire import ChangeIn, PlateauChange, ReplaceChange, ScaleChange, SetChange
 
 Spec = dict[str, Any]
 SpecFn = Callable[[st.DrawFn, int], Spec]
@@ -221,3 +227,181 @@ def run_specs(draw: st.DrawFn, kind: str, groups: tuple[int, int] = (1, 3)) -> S
         "param_groups": [{"name": f"g{i}", "lr": lr} for i, lr in enumerate(lrs_)],
         "schedule": SCHEDULES[kind](draw, n),
     }
+
+
+# ---- every dialect, and run histories (tests/schemas/test_window_purity.py) ------------------------------------
+# Every schedule type of the union, keyed by its ``type``; SequentialLR here mixes the dialects' phases.
+
+
+def _keras(name: str) -> SpecFn:
+    return lambda draw, n: draw(KERAS_STRATEGIES[name])
+
+
+def reduce_lr_on_plateau(draw: st.DrawFn, n: int) -> Spec:
+    from tests.schemas.strategies_plateau import torch_plateau
+
+    return {"type": "ReduceLROnPlateau", "metric": "loss", **draw(torch_plateau(n))}
+
+
+def caffe(draw: st.DrawFn, n: int) -> Spec:
+    from tests.schemas.strategies_keras import caffe_spec
+
+    return draw(caffe_spec())
+
+
+def range_test(draw: st.DrawFn, n: int) -> Spec:
+    from tests.schemas.strategies_keras import range_test_spec
+
+    return draw(range_test_spec())
+
+
+def mixed_sequential_lr(draw: st.DrawFn, n: int) -> Spec:
+    """SequentialLR over phases of every dialect (torch, Keras/TF1, Caffe, the range test)."""
+    phases = {**PHASES, **{k: _keras(k) for k in KERAS_STRATEGIES}, "caffe": caffe, "LRRangeTest": range_test}
+    kinds = draw(st.lists(st.sampled_from(sorted(phases)), min_size=2, max_size=3))
+    milestones = sorted(
+        draw(st.sets(st.integers(1, CURVE_STEPS - 1), min_size=len(kinds) - 1, max_size=len(kinds) - 1))
+    )
+    return {"type": "SequentialLR", "schedulers": [phases[k](draw, n) for k in kinds], "milestones": milestones}
+
+
+def _keras_strategies() -> dict[str, st.SearchStrategy[Spec]]:
+    from tests.schemas import strategies_keras as sk
+
+    return {
+        **sk.KERAS_SPECS,
+        "LinearCosineDecay": sk.linear_cosine_decay(),
+        "NoisyLinearCosineDecay": sk.linear_cosine_decay(noisy=True),
+    }
+
+
+KERAS_STRATEGIES = _keras_strategies()
+ALL_SCHEDULES: dict[str, SpecFn] = {
+    **SCHEDULES,
+    "SequentialLR": mixed_sequential_lr,
+    "ReduceLROnPlateau": reduce_lr_on_plateau,
+    **{k: _keras(k) for k in KERAS_STRATEGIES},
+    "caffe": caffe,
+    "LRRangeTest": range_test,
+}
+
+
+@st.composite
+def any_run_specs(draw: st.DrawFn, kind: str, groups: tuple[int, int] = (1, 3)) -> Spec:
+    """A RunSpec mapping with a ``kind`` schedule (any dialect) and, sometimes, a plateau block."""
+    from tests.schemas.strategies_plateau import keras_plateau, torch_plateau
+
+    n = draw(st.integers(*groups))
+    base = draw(st.lists(lrs(), min_size=n, max_size=n))
+    run: Spec = {
+        "param_groups": [{"name": f"g{i}", "lr": lr} for i, lr in enumerate(base)],
+        "schedule": ALL_SCHEDULES[kind](draw, n),
+    }
+    if kind != "ReduceLROnPlateau" and draw(st.booleans()):
+        rules = draw(torch_plateau(n)) if draw(st.booleans()) else {"style": "keras", **draw(keras_plateau())}
+        run["plateau"] = {"metric": "loss", **rules}
+    return run
+
+
+HISTORY_STEPS = 40_000  # changes, reductions and pins land below this
+
+
+@dataclass(frozen=True)
+class History:
+    """A run's records as ``schemas.plan.Plan`` takes them (seqs increase in the order they were recorded)."""
+
+    run: Spec
+    changes: tuple[ChangeRec, ...]
+    reductions: tuple[Reduction, ...]
+    pins: tuple[Pin, ...]
+
+    def points(self) -> list[int]:
+        """Steps where something happens: change, reduction and pin edges, and every int of the specs."""
+        out = {0}
+        for c in self.changes:
+            out.add(c.from_step)
+            if isinstance(c.change, SetChange) and c.change.until_step is not None:
+                out.add(c.change.until_step)
+        out.update(r.from_step for r in self.reductions)
+        for p in self.pins:
+            out.update((p.start, p.stop + 1))
+        specs = [self.run] + [c.change.model_dump(mode="json") for c in self.changes]
+        for v in _ints(specs):
+            # milestones, boundaries and periods, and torch's cosine restarts at T + 1 + 2Tk
+            out.update((v, v + 1, 2 * v + 1, 3 * v + 1, 4 * v + 1))
+        for c in self.changes:
+            if isinstance(c.change, ReplaceChange) and c.change.origin == "restart":
+                out.update(c.from_step + v for v in _ints([c.change.model_dump(mode="json")]))
+        return sorted(p for p in out if 0 <= p <= 4 * HISTORY_STEPS)
+
+
+def _ints(values: list[Any]) -> list[int]:
+    found: list[int] = []
+    for v in values:
+        if isinstance(v, bool):
+            continue
+        if isinstance(v, int) and 1 <= v <= 4 * HISTORY_STEPS:
+            found.append(v)
+        elif isinstance(v, dict):
+            found.extend(_ints(list(v.values())))
+        elif isinstance(v, list):
+            found.extend(_ints(v))
+    return found
+
+
+_CHANGE_ADAPTER: TypeAdapter[ReplaceChange | ScaleChange | SetChange | PlateauChange] = TypeAdapter(ChangeIn)
+_AT = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@st.composite
+def histories(draw: st.DrawFn, kind: str, max_events: int = 6) -> History:
+    """A run of a ``kind`` schedule and up to ``max_events`` later records: changes of every op (replace with
+    either origin and a schedule of any type, scale, set with or without ``until_step``, plateau), plateau
+    reductions, and pins (APPLIED events) made with the plan as of an earlier record."""
+    from tests.schemas.strategies_plateau import torch_plateau
+
+    run = draw(any_run_specs(kind))
+    n = len(run["param_groups"])
+    changes: list[ChangeRec] = []
+    reductions: list[Reduction] = []
+    pins: list[Pin] = []
+    seq = 1  # the created event
+    for _ in range(draw(st.integers(0, max_events))):
+        seq += draw(st.integers(1, 3))
+        op = draw(st.sampled_from(["replace", "scale", "set", "plateau", "reduction", "reduction", "pin"]))
+        step = draw(st.integers(1, HISTORY_STEPS))
+        if op == "reduction":
+            mult = draw(st.lists(st.sampled_from([1.0, 0.5, 0.1, 0.3]), min_size=n, max_size=n))
+            reductions.append(Reduction(seq, step - 1, step, tuple(mult)))
+            continue
+        if op == "pin":
+            stop = step + draw(st.integers(0, 500))
+            pins.append(Pin(seq, step, stop, draw(st.integers(1, seq - 1))))
+            continue
+        body: Spec = {"op": op}
+        if op == "replace":
+            other = draw(st.sampled_from(sorted(k for k in ALL_SCHEDULES if k != "ReduceLROnPlateau")))
+            body["schedule"] = ALL_SCHEDULES[other](draw, n)
+            body["origin"] = draw(st.sampled_from(["absolute", "restart"]))
+        elif op == "scale":
+            body["factor"] = draw(st.sampled_from([0.5, 2.0, 0.1]) | finite(0.01, 10.0))
+        elif op == "set":
+            body["lr"] = per_group(draw, n, lrs())
+            if draw(st.booleans()):
+                body["until_step"] = step + draw(st.integers(1, 3000))
+        else:
+            body["plateau"] = None if draw(st.booleans()) else {"metric": "loss", **draw(torch_plateau(n))}
+        change = _CHANGE_ADAPTER.validate_python(body)
+        changes.append(ChangeRec(seq, step, len(changes) + 1, change, _AT, None, None))
+    return History(run, tuple(changes), tuple(reductions), tuple(pins))
+
+
+@st.composite
+def windows(draw: st.DrawFn, points: list[int], most: int = 2500) -> tuple[int, int]:
+    """``(start, count)``: anywhere, or straddling one of ``points`` (a restart, milestone, change edge); often
+    a single step."""
+    count = draw(st.just(1) | st.integers(1, most))
+    if draw(st.booleans()):
+        return draw(st.integers(0, HISTORY_STEPS)), count
+    centre = draw(st.sampled_from(points))
+    return max(0, centre - draw(st.integers(0, min(count, 64)))), count

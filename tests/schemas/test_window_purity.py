@@ -36,7 +36,7 @@ REPRO = {
 KINDS = sorted(lrst.ALL_SCHEDULES)
 # derandomized in CI; ~25 kinds x these examples keep the module well under a minute on the shared machine
 PURITY = settings(
-    max_examples=10,
+    max_examples=25,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
 )
@@ -144,7 +144,7 @@ def test_two_windows_agree_on_their_common_steps(kind: str, data: st.DataObject)
 
 
 @pytest.mark.parametrize("kind", KINDS)
-@settings(PURITY, max_examples=6)
+@settings(PURITY, max_examples=15)
 @given(data=st.data())
 def test_histories_agree_across_windows(kind: str, data: st.DataObject) -> None:
     """Changes (replace absolute/restart, scale, set until, plateau), reductions and pins: still one value."""

@@ -28,7 +28,7 @@ from lrserve.service.api import (
     routes_runs,
 )
 from lrserve.service.api.fastpath import FastLease
-from lrserve.service.api.middleware import BodyLimit, RequestLog
+from lrserve.service.api.middleware import BodyLimit, LoopbackOnly, RequestLog
 from lrserve.service.auth import TokenAuth
 from lrserve.service.observability import Telemetry
 from lrserve.service.runs import RunService
@@ -57,13 +57,18 @@ def create_app(settings: Settings) -> FastAPI:
         refusal = settings.bind_problem()
         if refusal is not None:
             raise RuntimeError(refusal)
-        store = SqlStore(settings.store)
+        store = SqlStore(settings.store, staleness=settings.replica_staleness)
         try:
             await run_in_threadpool(store.migrate)
             app.state.service = RunService(store, presets=settings.presets, telemetry=telemetry)
             telemetry.count_runs_with(store.count_runs)
-            if auth.open:
-                log.warning("no API tokens configured: the server is open to anyone who can reach %s", settings.host)
+            if auth.open and settings.allow_open_non_loopback:
+                log.warning("no API tokens configured: the server is open to anyone who can reach it")
+            elif auth.open:
+                log.warning(
+                    "no API tokens configured: only loopback clients are served, others get 403 "
+                    "(configure tokens, or set allow_open_non_loopback on a trusted network)"
+                )
             log.info("lrserve %s ready: store %r", _version(), store)
             yield
         finally:
@@ -94,6 +99,10 @@ def create_app(settings: Settings) -> FastAPI:
         app.add_middleware(
             RequestLog, telemetry=telemetry if settings.metrics else None, log_requests=settings.request_log
         )
+    if auth.open and not settings.allow_open_non_loopback:
+        # Outermost of all: whatever address the server really listens on, no request from off this machine
+        # reaches the fast path or a route of an open server (``host`` alone is judged only by ``lrserve serve``).
+        app.add_middleware(LoopbackOnly)
     return app
 
 

@@ -4,8 +4,9 @@ Each write is one store transaction on the run (serialized across processes): ca
 elsewhere, check the request against the folded state, append events, commit. The folded state is cached per
 run; a served (frozen) step is answered from the cache without touching the store — safe because nothing
 recorded later can change a step at or below the horizon within an incarnation (see ``domain.plan``).
-On a shared store (PostgreSQL replicas) a lease that does not carry the caller's incarnation re-reads the run
-row first, since a resume on another replica may have re-opened steps.
+On a shared store (PostgreSQL replicas) every call but the frozen read re-reads the run row first; the frozen
+read trusts memory only while the store's coherence is fresh: another replica's delete, re-create (a new
+generation) or resume reaches this cache within the staleness bound (``store.coherence``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from lrserve.schemas.errors import (
     FieldError,
     HorizonConflict,
     InvalidInput,
+    LrserveError,
     MetricConflict,
     PreconditionFailed,
     RevisionConflict,
@@ -125,6 +127,11 @@ class RunService:
         self._presets = dict(presets or {})
         self._cache: dict[str, _Entry] = {}
         self._cache_lock = threading.Lock()
+        #: bumped by every invalidation: a load that read the store before one must not cache what it read
+        self._epoch = 0
+        #: other replicas' creates, deletes and resumes reach ``_run_changed`` (``store.coherence``)
+        self._coherence = store.watch()
+        self._coherence.subscribe(self._run_changed, self._forget_all)
 
     # ---- loading and the write boundary -------------------------------------------------------------------------
 
@@ -133,6 +140,7 @@ class RunService:
             entry = self._cache.get(run_id)
         if entry is not None:
             return entry
+        epoch = self._epoch
         run = self._store.get_run(run_id)
         if run is None:
             raise RunNotFound(detail=f"no run {run_id!r}")
@@ -140,11 +148,32 @@ class RunService:
         state.extend(e for e in iter_pages(self._store, run_id) if e.seq > 1)
         entry = _Entry(run=run, state=state)
         with self._cache_lock:
+            if self._epoch != epoch:
+                return entry  # read before an invalidation: good for this request, not for the cache
             return self._cache.setdefault(run_id, entry)
 
     def _forget(self, run_id: str) -> None:
         with self._cache_lock:
-            self._cache.pop(run_id, None)
+            self._epoch += 1
+            entry = self._cache.pop(run_id, None)
+        if entry is not None:
+            entry.valid = False  # whoever holds it loads the run again
+
+    def _run_changed(self, run_id: str) -> None:
+        """Another process created, deleted or resumed ``run_id``: nothing cached of it may be served again."""
+        self._forget(run_id)
+
+    def _forget_all(self) -> None:
+        with self._cache_lock:
+            self._epoch += 1
+            entries, self._cache = list(self._cache.values()), {}
+        for entry in entries:
+            entry.valid = False
+
+    @staticmethod
+    def _same_run(a: RunRecord, b: RunRecord) -> bool:
+        """The same generation of a run (a namesake created after a delete is another)."""
+        return a.generation == b.generation and a.created_at == b.created_at
 
     def _refresh(self, run_id: str) -> _Entry:
         """The entry brought up to date with the store (on a shared store; a no-op cost otherwise)."""
@@ -156,7 +185,7 @@ class RunService:
             self._forget(run_id)
             raise RunNotFound(detail=f"no run {run_id!r}")
         with entry.lock:
-            if run.created_at != entry.run.created_at:
+            if not self._same_run(run, entry.run):
                 self._forget(run_id)
                 return self._load(run_id)
             if run.last_seq > entry.state.last_seq:
@@ -181,17 +210,33 @@ class RunService:
             with entry.lock:
                 if not entry.valid:
                     continue  # a write on it failed while this one waited: load the run again
+                committed: RunRecord | None = None  # the row as locked, once the fold has caught up with it
                 try:
                     with self._store.transaction(run_id) as tx:
-                        if tx.run.created_at != entry.run.created_at:
+                        if not self._same_run(tx.run, entry.run):
                             raise _Recreated
                         entry.state.extend(tx.events_after(entry.state.last_seq))
+                        committed, caught_up = tx.run, entry.state.last_seq
                         result = fn(tx, entry)
                         run = tx.run
                 except _Recreated:
                     entry.valid = False
                     self._forget(run_id)
                     continue
+                except LrserveError as e:
+                    if (
+                        e.status < 500
+                        and committed is not None
+                        and tx.run is committed
+                        and (entry.state.last_seq == caught_up)
+                    ):
+                        # Refused before it wrote anything (a stale incarnation, a conflict): the entry holds only
+                        # what is committed, so it stays; poisoning it would let a zombie force a replay per request.
+                        entry.run = committed
+                        raise
+                    entry.valid = False
+                    self._forget(run_id)
+                    raise
                 except BaseException:
                     # The entry may hold what did not commit (events in the fold, a horizon, evaluated windows):
                     # nobody may use it again, and the run is rebuilt from the store next time.
@@ -355,8 +400,9 @@ class RunService:
             if not entry.valid:
                 return None
             frozen = start + count - 1 <= entry.run.horizon
-            trusted = not self._store.shared or incarnation == entry.state.incarnation
-            if not (frozen and trusted):
+            # Memory is current up to the coherence's staleness bound (another replica may have deleted,
+            # re-created or resumed the run since): past it, or while the listener is down, ask the store.
+            if not (frozen and self._coherence.fresh()):
                 return None
             self._check_incarnation(entry, incarnation)
             data = self._lease_data(entry, start, count)

@@ -83,6 +83,13 @@ class Settings(BaseSettings):
     shutdown_timeout: float = Field(
         30, ge=0, le=3600, description="seconds SIGTERM waits for requests in flight before cancelling them"
     )
+    replica_staleness: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="PostgreSQL replicas: the longest a replica answers a served step from memory after another "
+        "replica deleted, re-created or resumed the run (run notifications with a self-ping every quarter of it)",
+    )
     allow_open_non_loopback: bool = Field(
         False, description="serve without tokens on a non-loopback address (anyone who can reach it may write)"
     )
@@ -121,7 +128,9 @@ class Settings(BaseSettings):
         return not self.tokens
 
     def bind_problem(self) -> str | None:
-        """Why the server must not listen on ``host`` as configured, or None."""
+        """Why ``lrserve serve`` must not start on ``host`` as configured, or None. This judges the setting only, at
+        start; what holds however the server was started (``uvicorn --factory`` with its own ``--host``, a socket
+        from a process manager) is ``api.middleware.LoopbackOnly``: an open server answers loopback clients only."""
         if self.is_open and not is_loopback(self.host) and not self.allow_open_non_loopback:
             return (
                 f"no API tokens are configured, so the server would be open to anyone who can reach "

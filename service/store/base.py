@@ -14,6 +14,11 @@ Contract (every implementation passes ``tests/service/store/test_contract.py``):
   commits together when the block exits normally, and nothing does if it raises. A commit is durable before the
   block returns (SQLite: WAL + synchronous=FULL; PostgreSQL: default synchronous_commit).
 - Records returned are frozen dataclasses, never ORM rows; JSON payloads are plain dicts.
+- Coherence (``watch``): on a shared store, every commit that creates or deletes a run or changes its
+  incarnation notifies the run id, after it commits, to the subscribers of every store instance on the same
+  database (other processes included); ``Coherence.fresh()`` is true only while every such commit made more than
+  the store's ``staleness`` seconds ago has been delivered (``coherence``). A store no other process writes
+  answers ``AlwaysFresh``.
 - Errors: an unknown run is ``RunNotFound``; a database that cannot be reached or is read-only/full is
   ``Unavailable`` (503, retryable); integrity errors become ``Conflict``. No raw driver exception escapes.
 """
@@ -25,6 +30,8 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
+
+from lrserve.service.store.coherence import Coherence
 
 
 @dataclass(frozen=True)
@@ -38,6 +45,9 @@ class RunRecord:
     horizon: int = -1
     incarnation: int = 1
     last_seq: int = 1
+    #: A random id given at creation: a run deleted and created again under the same id is another generation,
+    #: so nothing cached of the old one can be taken for the new one (created_at may repeat; this may not).
+    generation: str = ""
 
 
 @dataclass(frozen=True)
@@ -109,6 +119,9 @@ class Store(Protocol):
 
     def transaction(self, run_id: str) -> AbstractContextManager[RunTransaction]:
         """A serialized write transaction on one run (``RunNotFound`` if it does not exist)."""
+
+    def watch(self) -> Coherence:
+        """The store's coherence: subscribe to runs changed by other processes; ask whether memory is current."""
 
     def close(self) -> None: ...
 

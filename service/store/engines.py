@@ -79,3 +79,9 @@ def _postgres_engine(url: URL) -> Engine:
     defaults = {"application_name": "lrserve", "connect_timeout": PG_CONNECT_TIMEOUT_S}
     connect_args = {k: v for k, v in defaults.items() if k not in url.query}
     return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+
+
+def libpq_dsn(url: URL) -> str:
+    """The libpq connection URI of a PostgreSQL URL (for connections made outside the engine's pool)."""
+    dsn: str = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    return dsn

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import threading
+import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
@@ -15,6 +16,7 @@ from typing import Any
 
 from lrserve.schemas.errors import RunNotFound
 from lrserve.service.store.base import EventRecord, NewEvent, RunRecord
+from lrserve.service.store.coherence import AlwaysFresh
 
 
 def _now() -> datetime:
@@ -70,6 +72,7 @@ class MemoryStore:
         self._lock = threading.RLock()
         self._runs: dict[str, RunRecord] = {}
         self._events: dict[str, list[EventRecord]] = {}
+        self._coherence = AlwaysFresh()
 
     def migrate(self) -> None:
         return None
@@ -89,7 +92,12 @@ class MemoryStore:
                 return existing, False
             now = _now()
             run = RunRecord(
-                run_id=run_id, spec=copy.deepcopy(spec), labels=dict(labels), created_at=now, updated_at=now
+                run_id=run_id,
+                spec=copy.deepcopy(spec),
+                labels=dict(labels),
+                created_at=now,
+                updated_at=now,
+                generation=uuid.uuid4().hex,
             )
             self._runs[run_id] = run
             self._events[run_id] = [
@@ -119,6 +127,9 @@ class MemoryStore:
         with self._lock:
             out = [e for e in self._events.get(run_id, []) if e.seq > after]
         return out if limit is None else out[:limit]
+
+    def watch(self) -> AlwaysFresh:
+        return self._coherence
 
     @contextmanager
     def transaction(self, run_id: str) -> Iterator[_MemoryTransaction]:

@@ -2,7 +2,8 @@
 
 Schema (created by ``migrations/versions/0001_initial.py``; ``tables`` below mirrors it, a test compares them):
 
-    runs        run_id PK, spec, created_at, updated_at, revision, horizon, incarnation, last_seq
+    runs        run_id PK, spec, created_at, updated_at, revision, horizon, incarnation, last_seq,
+                generation (0002: a random id per creation; '' for runs created before it)
     run_labels  (run_id -> runs ON DELETE CASCADE, key) PK, value         one row per label, for filtering
     events      (run_id -> runs ON DELETE CASCADE, seq) PK, kind, at, actor, reason, payload
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import json
 import threading
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -56,7 +58,12 @@ from sqlalchemy.engine import URL
 
 from lrserve.schemas.errors import Conflict, InvalidInput, LrserveError, RunNotFound, Unavailable
 from lrserve.service.store.base import EventRecord, NewEvent, RunRecord
-from lrserve.service.store.engines import DEFAULT_URL, WRITE, make_engine
+from lrserve.service.store.coherence import CHANNEL, AlwaysFresh, PgListener
+from lrserve.service.store.engines import DEFAULT_URL, WRITE, libpq_dsn, make_engine
+
+#: Default bound on how long a replica may answer from memory after another one deleted, re-created or resumed
+#: a run (``coherence``); the ``replica_staleness`` setting.
+DEFAULT_STALENESS = 1.0
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 #: Key of the PostgreSQL advisory lock held while migrating (any constant unlikely to clash: "lrserve" in hex).
@@ -102,6 +109,7 @@ runs = Table(
     Column("horizon", BigInteger, nullable=False, server_default=text("-1")),
     Column("incarnation", Integer, nullable=False, server_default=text("1")),
     Column("last_seq", BigInteger, nullable=False, server_default=text("0")),
+    Column("generation", Text, nullable=False, server_default=text("''")),
 )
 
 run_labels = Table(
@@ -180,7 +188,14 @@ def _run_record(row: Row[Any], labels: dict[str, str]) -> RunRecord:
         horizon=row.horizon,
         incarnation=row.incarnation,
         last_seq=row.last_seq,
+        generation=row.generation,
     )
+
+
+def _notify(conn: Connection, run_id: str) -> None:
+    """Tell the other replicas (``coherence``) that ``run_id`` was created, deleted or resumed, on commit."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(select(func.pg_notify(CHANNEL, run_id)))
 
 
 def _event_record(row: Row[Any]) -> EventRecord:
@@ -230,6 +245,7 @@ class SqlRunTransaction:
     def __init__(self, conn: Connection, run: RunRecord) -> None:
         self._conn: Connection | None = conn
         self._run = run
+        self._incarnation_at_start = run.incarnation
         self._dirty = False
         #: A database error seen inside the block: PostgreSQL has aborted the transaction, so the block must not
         #: look committed even if its caller swallowed the error.
@@ -286,6 +302,8 @@ class SqlRunTransaction:
             raise self._failed
         if self._dirty:
             r = self._run
+            if r.incarnation != self._incarnation_at_start:
+                _notify(conn, r.run_id)
             conn.execute(
                 update(runs)
                 .where(runs.c.run_id == r.run_id)
@@ -309,12 +327,20 @@ class SqlStore:
     between threads (each call checks a connection out of the engine's pool).
     """
 
-    def __init__(self, url: str | URL = DEFAULT_URL, *, engine: Engine | None = None) -> None:
+    def __init__(
+        self, url: str | URL = DEFAULT_URL, *, engine: Engine | None = None, staleness: float = DEFAULT_STALENESS
+    ) -> None:
         self.engine = engine if engine is not None else make_engine(url)
         self._writer = self.engine.execution_options(**{WRITE: True})
         #: PostgreSQL may be written by several server processes; a SQLite file is one server's.
         self.shared: bool = self.engine.dialect.name == "postgresql"
         self._write_lock: threading.Lock | None = None if self.shared else threading.Lock()
+        self._coherence: PgListener | AlwaysFresh = (
+            PgListener(libpq_dsn(self.engine.url), staleness) if self.shared else AlwaysFresh()
+        )
+
+    def watch(self) -> PgListener | AlwaysFresh:
+        return self._coherence
 
     def __repr__(self) -> str:
         return f"SqlStore({self.engine.url.render_as_string(hide_password=True)!r})"
@@ -384,10 +410,11 @@ class SqlStore:
                 if existing is not None:
                     return existing, False
                 now = _now()
+                generation = uuid.uuid4().hex
                 conn.execute(
                     insert(runs).values(
                         run_id=run_id, spec=spec_text, created_at=now, updated_at=now,
-                        revision=0, horizon=-1, incarnation=1, last_seq=1,
+                        revision=0, horizon=-1, incarnation=1, last_seq=1, generation=generation,
                     )
                 )  # fmt: skip
                 if labels:
@@ -395,13 +422,14 @@ class SqlStore:
                         insert(run_labels), [{"run_id": run_id, "key": k, "value": v} for k, v in labels.items()]
                     )
                 _insert_event(conn, run_id, 1, first)
+                _notify(conn, run_id)
         except Conflict:
             # PostgreSQL: a concurrent create of the same id committed first; its row is the answer.
             existing = self.get_run(run_id)
             if existing is None:
                 raise
             return existing, False
-        return RunRecord(run_id, loads(spec_text), dict(labels), now, now, last_seq=1), True
+        return RunRecord(run_id, loads(spec_text), dict(labels), now, now, last_seq=1, generation=generation), True
 
     def get_run(self, run_id: str) -> RunRecord | None:
         with self._reading() as conn:
@@ -435,7 +463,10 @@ class SqlStore:
 
     def delete_run(self, run_id: str) -> bool:
         with self._writing() as conn:
-            return conn.execute(delete(runs).where(runs.c.run_id == run_id)).rowcount > 0
+            deleted = conn.execute(delete(runs).where(runs.c.run_id == run_id)).rowcount > 0
+            if deleted:
+                _notify(conn, run_id)
+            return deleted
 
     def events(self, run_id: str, *, after: int = 0, limit: int | None = None) -> list[EventRecord]:
         with self._reading() as conn:
@@ -455,4 +486,5 @@ class SqlStore:
                 tx._close()
 
     def close(self) -> None:
+        self._coherence.close()
         self.engine.dispose()

@@ -6,7 +6,8 @@ place (``lrserve.service.api.problems``) and the client raises the same classes 
     LrserveError                    500  (never raised for client input)
     ├── InvalidInput                422  a spec, a change or a query broke a rule
     │   ├── SpecInvalid             422  a schedule spec failed validation (``errors`` holds field paths)
-    │   └── ExpressionError         422  an lr_lambda expression was refused by the sandbox
+    │   ├── ExpressionError         422  an lr_lambda expression was refused by the sandbox
+    │   └── OverBudget              422  a request would cost more than a budget allows (``extra`` names it)
     ├── Unauthorized                401
     ├── Forbidden                   403
     ├── NotFound                    404
@@ -84,6 +85,13 @@ class SpecInvalid(InvalidInput):
 class ExpressionError(InvalidInput):
     problem_type = "expression-refused"
     title = "Expression refused"
+
+
+class OverBudget(InvalidInput):
+    """A request priced above one of the server's budgets (``service.budget``); ``extra``: budget, limit, asked."""
+
+    problem_type = "over-budget"
+    title = "Over a request budget"
 
 
 class Unauthorized(LrserveError):

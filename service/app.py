@@ -60,7 +60,13 @@ def create_app(settings: Settings) -> FastAPI:
         store = SqlStore(settings.store, staleness=settings.replica_staleness)
         try:
             await run_in_threadpool(store.migrate)
-            app.state.service = RunService(store, presets=settings.presets, telemetry=telemetry)
+            app.state.service = RunService(
+                store,
+                presets=settings.presets,
+                telemetry=telemetry,
+                budget=settings.limits.budget(),
+                cache_bytes=settings.limits.cache_bytes,
+            )
             telemetry.count_runs_with(store.count_runs)
             if auth.open and settings.allow_open_non_loopback:
                 log.warning("no API tokens configured: the server is open to anyone who can reach it")

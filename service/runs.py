@@ -12,9 +12,9 @@ generation) or resume reaches this cache within the staleness bound (``store.coh
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -74,14 +74,22 @@ from lrserve.schemas.wire import (
     SetChange,
     SuggestionPublic,
 )
+from lrserve.service.budget import DEFAULT_CACHE_BYTES, Budget
 from lrserve.service.domain import events as ev
 from lrserve.service.domain import rangetest
 from lrserve.service.domain.history import RunState
 from lrserve.service.domain.views import CurveData, LeaseData, groups_of
 from lrserve.service.observability import Telemetry
 from lrserve.service.store.base import EventRecord, NewEvent, RunRecord, RunTransaction, Store, iter_pages
+from lrserve.service.windows import Window, WindowCache, WindowKey
 
 T = TypeVar("T")
+R = TypeVar("R")
+
+
+_serials = itertools.count(1)
+#: steps compared at a time by ``applied`` (memory: 2 plans x groups x 8 bytes x this)
+APPLIED_CHUNK = 1 << 16
 
 
 @dataclass
@@ -89,22 +97,11 @@ class _Entry:
     run: RunRecord
     state: RunState
     lock: threading.RLock = field(default_factory=threading.RLock)
-    #: Served windows by (incarnation, start, count): their values can never change, so they are kept as
-    #: evaluated (every rank of a job asks for the same windows; a hot reader asks again and again).
-    windows: OrderedDict[tuple[int, int, int], _Window] = field(default_factory=OrderedDict)
-    #: False once a write on it failed: it may hold what did not commit (a horizon, events, windows), so whoever
-    #: still holds it must load the run again (``_locked``, ``_write``, ``lease_cached``).
+    #: unique per load: the evaluated windows of this entry are keyed by it (``service.windows``)
+    serial: int = field(default_factory=lambda: next(_serials))
+    #: False once a write on it failed: it may hold what did not commit (a horizon, events), so whoever still
+    #: holds it must load the run again (``_locked``, ``_write``, ``lease_cached``).
     valid: bool = True
-
-
-@dataclass(frozen=True)
-class _Window:
-    lr: np.ndarray[Any, np.dtype[np.float64]]
-    momentum: np.ndarray[Any, np.dtype[np.float64]] | None
-    end: int | None
-
-
-MAX_CACHED_WINDOWS = 256
 
 
 def _deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
@@ -119,9 +116,17 @@ def _deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]
 
 class RunService:
     def __init__(
-        self, store: Store, *, presets: Mapping[str, dict[str, Any]] | None = None, telemetry: Telemetry | None = None
+        self,
+        store: Store,
+        *,
+        presets: Mapping[str, dict[str, Any]] | None = None,
+        telemetry: Telemetry | None = None,
+        budget: Budget | None = None,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
     ) -> None:
         self._store = store
+        self._budget = budget if budget is not None else Budget()
+        self._windows = WindowCache(cache_bytes)
         #: counters and info lines (``observability``); fed after each commit, never inside a transaction
         self._telemetry = telemetry if telemetry is not None else Telemetry()
         self._presets = dict(presets or {})
@@ -205,6 +210,14 @@ class RunService:
                     return
 
     def _write(self, run_id: str, fn: Callable[[RunTransaction, _Entry], T]) -> T:
+        return self._write_then(run_id, fn, _result)
+
+    def _write_then(self, run_id: str, fn: Callable[[RunTransaction, _Entry], T], then: Callable[[_Entry, T], R]) -> R:
+        """``fn`` inside the run's transaction, then ``then`` after the commit, still holding the run's lock.
+
+        Evaluation belongs in ``then``: inside the transaction it would hold the store's write lock (on SQLite, every
+        run's writes) for as long as it computes.
+        """
         while True:
             entry = self._load(run_id)
             with entry.lock:
@@ -244,7 +257,7 @@ class RunService:
                     self._forget(run_id)
                     raise
                 entry.run = run
-                return result
+                return then(entry, result)
 
     @staticmethod
     def _check_incarnation(entry: _Entry, incarnation: int | None, *, write: bool = False) -> None:
@@ -389,8 +402,14 @@ class RunService:
 
     # ---- leases -------------------------------------------------------------------------------------------------
 
-    def lease_cached(self, run_id: str, start: int, count: int, incarnation: int | None) -> LeaseData | None:
-        """The lease answered from memory alone, or None when the store must be asked (never blocks on I/O)."""
+    def lease_cached(
+        self, run_id: str, start: int, count: int, incarnation: int | None, *, evaluate: bool = True
+    ) -> LeaseData | None:
+        """The lease answered from memory alone, or None when the store must be asked (never blocks on I/O).
+
+        ``evaluate=False`` (the event loop's fast path) answers only windows already evaluated: evaluation is work
+        that must not run on the loop.
+        """
         with self._cache_lock:
             entry = self._cache.get(run_id)
         # Called from the event loop: never wait for a writer holding the run (it may be waiting on the disk).
@@ -405,6 +424,8 @@ class RunService:
             if not (frozen and self._coherence.fresh()):
                 return None
             self._check_incarnation(entry, incarnation)
+            if not evaluate and self._windows.get(self._window_key(entry, start, count)) is None:
+                return None
             data = self._lease_data(entry, start, count)
         finally:
             entry.lock.release()
@@ -417,6 +438,7 @@ class RunService:
             return cached
         stop = start + count - 1
         with self._locked(run_id) as entry:
+            self._budget.window(entry.state.plan, start, count, field=("query", "count"))
             if stop <= entry.run.horizon:
                 self._check_incarnation(entry, incarnation)
                 data = self._lease_data(entry, start, count)
@@ -424,25 +446,27 @@ class RunService:
                 return data
         extended = False
 
-        def extend(tx: RunTransaction, entry: _Entry) -> LeaseData:
+        def extend(tx: RunTransaction, entry: _Entry) -> None:
             nonlocal extended
             self._check_incarnation(entry, incarnation, write=stop > tx.run.horizon)
             if stop > tx.run.horizon:
                 tx.update(horizon=stop)
                 extended = True
-            entry.run = tx.run
-            return self._lease_data(entry, start, count)
 
-        data = self._write(run_id, extend)
+        data = self._write_then(run_id, extend, lambda entry, _: self._lease_data(entry, start, count))
         self._telemetry.lease_from_store.inc()
         if extended:
             self._telemetry.horizon_extension.inc()
         return data
 
+    @staticmethod
+    def _window_key(entry: _Entry, start: int, count: int) -> WindowKey:
+        return (entry.serial, entry.state.incarnation, start, count)
+
     def _lease_data(self, entry: _Entry, start: int, count: int) -> LeaseData:
         """The values of a window at or below the horizon (served: frozen for this incarnation, so cached)."""
-        key = (entry.state.incarnation, start, count)
-        window = entry.windows.get(key)
+        key = self._window_key(entry, start, count)
+        window = self._windows.get(key)
         if window is None:
             steps = np.arange(start, start + count, dtype=np.int64)
             plan = entry.state.plan
@@ -450,12 +474,8 @@ class RunService:
             lr.flags.writeable = False
             if momentum is not None:
                 momentum.flags.writeable = False
-            window = _Window(lr, momentum, plan.layer_at(start + count - 1).end_step())
-            entry.windows[key] = window
-            if len(entry.windows) > MAX_CACHED_WINDOWS:
-                entry.windows.popitem(last=False)
-        else:
-            entry.windows.move_to_end(key)
+            window = Window(lr, momentum, plan.layer_at(start + count - 1).end_step())
+            self._windows.put(key, window)
         lr, momentum, end = window.lr, window.momentum, window.end
         return LeaseData(
             run_id=entry.run.run_id,
@@ -494,29 +514,46 @@ class RunService:
         """
         if body.stop < body.start:
             raise InvalidInput(detail="stop must be >= start", errors=[FieldError(("stop",), "must be >= start")])
+        self._budget.applied_steps(body.stop - body.start + 1)
 
-        def record(tx: RunTransaction, entry: _Entry) -> AppliedResult:
-            state = entry.state
+        def check(entry: _Entry) -> None:
             self._check_incarnation(entry, body.incarnation, write=True)
-            if body.last_seq > state.last_seq:
+            if body.last_seq > entry.state.last_seq:
                 raise InvalidInput(
-                    detail=f"last_seq {body.last_seq} is ahead of the run's history ({state.last_seq})",
-                    errors=[FieldError(("last_seq",), f"must be <= {state.last_seq}")],
+                    detail=f"last_seq {body.last_seq} is ahead of the run's history ({entry.state.last_seq})",
+                    errors=[FieldError(("last_seq",), f"must be <= {entry.state.last_seq}")],
                 )
-            horizon = tx.run.horizon
-            start = max(body.start, horizon + 1)
-            if start > body.stop:
-                return AppliedResult(horizon=horizon, pinned=False, start=start, stop=body.stop)
-            steps = np.arange(start, body.stop + 1, dtype=np.int64)
-            now_lr, _ = state.plan.values(steps)
+
+        def decide(state: RunState, start: int) -> bool:
+            """Whether the plan as of ``last_seq`` differs from today's anywhere in ``start..stop`` (chunked)."""
             then = Plan(
                 state.spec,
                 [c for c in state.changes if c.seq <= body.last_seq],
                 [r for r in state.reductions if r.metric_seq <= body.last_seq],
                 state.build,
             )
-            then_lr, _ = then.values(steps)
-            pinned = not np.array_equal(now_lr, then_lr)
+            for lo in range(start, body.stop + 1, APPLIED_CHUNK):
+                steps = np.arange(lo, min(lo + APPLIED_CHUNK, body.stop + 1), dtype=np.int64)
+                self._budget.work(state.plan, steps, field=("stop",))
+                if not np.array_equal(state.plan.values(steps)[0], then.values(steps)[0]):
+                    return True
+            return False
+
+        # Compared before the transaction (the store's write lock is not held while it computes); the transaction
+        # compares again only if the history or the horizon moved in between (another replica wrote).
+        with self._locked(run_id) as entry:
+            check(entry)
+            first = max(body.start, entry.run.horizon + 1)
+            decided = (entry.state.last_seq, first, first <= body.stop and decide(entry.state, first))
+
+        def record(tx: RunTransaction, entry: _Entry) -> AppliedResult:
+            state = entry.state
+            check(entry)
+            horizon = tx.run.horizon
+            start = max(body.start, horizon + 1)
+            if start > body.stop:
+                return AppliedResult(horizon=horizon, pinned=False, start=start, stop=body.stop)
+            pinned = decided[2] if decided[:2] == (state.last_seq, start) else decide(state, start)
             if pinned:
                 payload = {"start": start, "stop": body.stop, "as_of": body.last_seq, "incarnation": state.incarnation}
                 state.extend([tx.append(NewEvent(ev.APPLIED, payload, actor=actor))])
@@ -669,6 +706,7 @@ class RunService:
         state = entry.state
         steps = np.arange(from_step, from_step + change.preview_steps, dtype=np.int64)
         names = state.spec.group_names
+        self._check_cost(state.plan, steps, ("preview_steps",))
         lr, mom = state.plan.values(steps)
         rec = ChangeRec(
             seq=state.last_seq + 1,
@@ -680,6 +718,7 @@ class RunService:
             reason=change.reason,
         )
         proposed_plan = Plan(state.spec, [*state.changes, rec], state.reductions, state.build)
+        self._check_cost(proposed_plan, steps, ("preview_steps",))
         lr2, mom2 = proposed_plan.values(steps)
         step_list = steps.tolist()
         return ChangeResult(
@@ -834,10 +873,16 @@ class RunService:
             )
         return np.arange(start, stop, stride, dtype=np.int64)
 
+    def _check_cost(self, plan: Plan, steps: np.ndarray[Any, np.dtype[np.int64]], field: tuple[str, ...]) -> None:
+        momentum = any(plan.layer_at(int(b)).schedule.momentum is not None for b in plan.breakpoints)
+        self._budget.values(int(steps.size), plan.num_groups, momentum=momentum, field=field)
+        self._budget.work(plan, steps, field=field)
+
     def curve(self, run_id: str, start: int, stop: int, stride: int) -> CurveData:
         steps = self._check_range(start, stop, stride)
         with self._locked(run_id) as entry:
             state = entry.state
+            self._check_cost(state.plan, steps, ("query", "stride"))
             lr, mom = state.plan.values(steps)
             return CurveData(
                 run_id=run_id,
@@ -896,7 +941,9 @@ class RunService:
 
     def preview_curve(self, req: CurveRequest) -> CurveData:
         steps = self._check_range(req.start, req.stop, req.stride)
+        self._budget.preview_metrics(len(req.metrics))
         state = RunState(spec=req.spec)
+        self._check_cost(state.plan, steps, ("stride",))
         now = datetime.now(UTC)
         fake = [
             EventRecord(
@@ -911,6 +958,7 @@ class RunService:
             for i, m in enumerate(sorted(req.metrics, key=lambda m: m.step))
         ]
         state.extend(fake)
+        self._check_cost(state.plan, steps, ("stride",))
         lr, mom = state.plan.values(steps)
         return CurveData(
             run_id=None,
@@ -937,6 +985,10 @@ class RunService:
             ],
             next_after=page[-1].seq if len(records) > limit else None,
         )
+
+
+def _result(_entry: _Entry, result: T) -> T:
+    return result
 
 
 class _Recreated(Exception):

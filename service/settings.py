@@ -34,6 +34,14 @@ from pydantic_settings import (
 )
 
 from lrserve.schemas.wire import MAX_CURVE_POINTS, MAX_LEASE
+from lrserve.service.budget import (
+    DEFAULT_CACHE_BYTES,
+    DEFAULT_MAX_APPLIED_STEPS,
+    DEFAULT_MAX_PREVIEW_METRICS,
+    DEFAULT_MAX_VALUES,
+    DEFAULT_MAX_WORK,
+    Budget,
+)
 from lrserve.service.logs import LogFormat
 
 Scope = Literal["read", "train", "admin"]
@@ -59,6 +67,27 @@ class Limits(BaseModel):
     max_lease: int = Field(MAX_LEASE, ge=1, le=MAX_LEASE, description="largest `count` of GET .../lr")
     max_curve_points: int = Field(MAX_CURVE_POINTS, ge=1, le=MAX_CURVE_POINTS, description="points per curve")
     max_page: int = Field(1000, ge=1, le=100_000, description="largest `limit` of list and event pages")
+    max_values: int = Field(
+        DEFAULT_MAX_VALUES, ge=1, description="values (steps x groups, x2 with momentum) in one answer (422 over)"
+    )
+    max_work: int = Field(
+        DEFAULT_MAX_WORK, ge=1, description="estimated element-operations of one evaluation (service.budget; 422 over)"
+    )
+    max_preview_metrics: int = Field(
+        DEFAULT_MAX_PREVIEW_METRICS, ge=0, description="metrics a curve preview may simulate plateau over"
+    )
+    max_applied_steps: int = Field(DEFAULT_MAX_APPLIED_STEPS, ge=1, description="steps one /applied report may cover")
+    cache_bytes: int = Field(
+        DEFAULT_CACHE_BYTES, ge=0, description="bytes of evaluated windows kept for frozen reads (LRU, all runs)"
+    )
+
+    def budget(self) -> Budget:
+        return Budget(
+            max_values=self.max_values,
+            max_work=self.max_work,
+            max_preview_metrics=self.max_preview_metrics,
+            max_applied_steps=self.max_applied_steps,
+        )
 
 
 class Settings(BaseSettings):

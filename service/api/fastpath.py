@@ -74,7 +74,7 @@ class FastLease:
         if service is None:
             return None
         try:
-            data = service.lease_cached(run_id, step, count, incarnation)
+            data = service.lease_cached(run_id, step, count, incarnation, evaluate=False)
         except LrserveError:
             return None  # the route raises it again and maps it
         return None if data is None else lease_json(data)

@@ -60,8 +60,10 @@ def serve_steps(http: httpx.Client, run_id: str, count: int, start: int = 0) -> 
     assert response.status_code == 200, response.text
 
 
-def post_metrics(http: httpx.Client, run_id: str, values: list[tuple[int, float]], name: str = "val_loss") -> Any:
-    body = {"metrics": [{"step": s, "name": name, "value": v} for s, v in values]}
+def post_metrics(
+    http: httpx.Client, run_id: str, values: list[tuple[int, float]], name: str = "val_loss", incarnation: int = 1
+) -> Any:
+    body = {"metrics": [{"step": s, "name": name, "value": v} for s, v in values], "incarnation": incarnation}
     response = http.post(f"/v1/runs/{run_id}/metrics", json=body)
     assert response.status_code == 200, response.text
     return response.json()

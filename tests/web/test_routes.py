@@ -120,7 +120,7 @@ def test_plot_metrics_follow_resumes(live_server: LiveServer) -> None:
         post_metrics(http, run_id, [(10, 1.0), (20, 0.9), (30, 0.8)])
         assert http.get(f"/ui/api/runs/{run_id}/plot").json()["metrics"]["val_loss"]["x"] == [10, 20, 30]
         assert http.post(f"/v1/runs/{run_id}/resume", json={"step": 15}).status_code == 200
-        post_metrics(http, run_id, [(20, 0.95)])  # the new incarnation's value for step 20
+        post_metrics(http, run_id, [(20, 0.95)], incarnation=2)  # the new incarnation's value for step 20
         plot = http.get(f"/ui/api/runs/{run_id}/plot").json()
     assert plot["metrics"]["val_loss"] == {"x": [10, 20], "y": [1.0, 0.95], "count": 2}
     assert [m["kind"] for m in plot["markers"]].count("resume") == 1

@@ -1,7 +1,9 @@
-"""Pure ASGI middleware: the request body limit, and the request log (request id, metrics, one JSON line)."""
+"""Pure ASGI middleware: the loopback guard of an open server, the request body limit, and the request log
+(request id, metrics, one JSON line)."""
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import re
 import time
@@ -12,12 +14,66 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from lrserve.schemas.errors import PayloadTooLarge
+from lrserve.schemas.errors import Forbidden, PayloadTooLarge
 from lrserve.service.api.problems import error_response
 from lrserve.service.logs import REQUEST_ID, direct_handler
 from lrserve.service.observability import UNMATCHED, Telemetry
 
 request_log = logging.getLogger("lrserve.request")
+
+
+def _ip_is_loopback(host: str) -> bool | None:
+    """Whether an address is loopback (an IPv4-mapped IPv6 one judged as its IPv4 address); None if not an IP."""
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return None
+    mapped = getattr(address, "ipv4_mapped", None)
+    return (mapped or address).is_loopback
+
+
+def non_local_address(scope: Scope) -> str | None:
+    """The address that makes a request non-local, or None: a client that is not a loopback IP (a client name,
+    e.g. a test transport's, counts as non-local), or a server socket bound to a non-loopback IP. No client at
+    all, and a server on a unix socket (``(path, None)``) or given as a name (a test transport), are local:
+    only a loopback or unix-socket peer can send those."""
+    client = scope.get("client")
+    if client:
+        host = str(client[0])
+        if not _ip_is_loopback(host):
+            return f"client {host}"
+    server = scope.get("server")
+    if server and server[1] is not None and _ip_is_loopback(str(server[0])) is False:
+        return f"server address {server[0]}"
+    return None
+
+
+class LoopbackOnly:
+    """An open server (no tokens) without ``allow_open_non_loopback`` answers loopback requests only: any other
+    gets a 403 problem saying why and what to do, ahead of everything else (the fast path included). It judges
+    the addresses of each connection, so it holds however the server was started (``lrserve serve``, ``uvicorn
+    --factory ... --host 0.0.0.0``, a socket handed over by a process manager), whatever ``host`` says."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            where = non_local_address(scope)
+            if where is not None:
+                if scope["type"] == "websocket":
+                    await send({"type": "websocket.close", "code": 1008})  # policy violation
+                    return
+                refused = Forbidden(
+                    detail=f"no API tokens are configured, so this server answers loopback clients only; this "
+                    f"request is not local ({where}). Configure tokens (`lrserve token new NAME`, then the entry "
+                    f"under `tokens:`) or, on a trusted network only, set allow_open_non_loopback: true "
+                    f"(LRSERVE_ALLOW_OPEN_NON_LOOPBACK=1)",
+                    extra={"reason": "open-server-non-loopback"},
+                )
+                await error_response(refused)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class BodyTooLarge(HTTPException):

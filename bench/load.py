@@ -6,7 +6,9 @@ Each run is one training job: its M workers (the ranks) lease windows of W steps
 other and post a metric for each (rank 0 the plateau's ``loss``, the others a metric of their own), as fast as the
 servers answer. An admin changes the runs in turn, each change previewed first (``dry_run``) and then applied
 with ``expected_revision`` (scales and schedule replacements; never a ``from_step``, so never a served step).
-All of it runs in one asyncio loop on ``httpx.AsyncClient`` s, for T seconds, against:
+All of it runs in one asyncio loop on ``httpx.AsyncClient`` s, for T seconds (and, when a fault schedule runs
+alongside (tests/faults), until that schedule has finished; and until every worker leased and the admin changed
+as often as ``Config`` asks; within ``Config.deadline``, else it ends with an error saying what was missing), against:
 
 - ``sqlite``: one ``lrserve serve`` process on a fresh SQLite file;
 - ``postgres``: two ``lrserve serve`` processes on one fresh PostgreSQL database; the load balancer is the client,
@@ -23,13 +25,15 @@ Printed per backend: requests/s and p50/p99 latency by kind, errors, retries, an
 3. the run's final curve (``GET .../curve``) equals the served values at every served step.
 
 The servers, their database and the load generator share this machine's cores; the figures are what one
-machine sustains end to end, not a server's capacity. Traffic goes to 127.0.0.1 only and stops after T seconds.
+machine sustains end to end, not a server's capacity. Traffic goes to 127.0.0.1 only and stops after T seconds
+(or the conditions above).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -179,6 +183,11 @@ class Config:
     #: how long one request is retried through connection failures and 503s before it counts as an error
     retry_for: float = 30.0
     timeout: float = 10.0
+    #: the load goes on past T until each worker has had this many windows and the admin applied this many changes
+    min_leases_per_worker: int = 0
+    min_changes: int = 0
+    #: seconds the whole load (fault schedule and minimums included) may take before it ends with an error
+    deadline: float = 300.0
 
 
 @dataclass
@@ -189,6 +198,8 @@ class Stats:
     #: (kind, why): "connect" (transport error: another replica was tried) or "503"
     retries: Counter[tuple[str, str]] = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)
+    #: final answers (not 503) by replica index: progress of each replica, e.g. one restarted by a fault test
+    by_server: Counter[int] = field(default_factory=Counter)
     elapsed: float = 0.0
     #: CPU seconds this process (the load generator) used meanwhile: near ``elapsed``, it was the bottleneck
     client_cpu: float = 0.0
@@ -250,6 +261,7 @@ class Balancer:
                 await asyncio.sleep(0.1)
                 continue
             self.stats.latency[kind].append(time.monotonic() - started)
+            self.stats.by_server[index] += 1
             return response, attempts
 
 
@@ -264,26 +276,51 @@ class Load:
     ledger: Ledger = field(default_factory=Ledger)
     audit: list[str] = field(default_factory=list)
     audited: Counter[str] = field(default_factory=Counter)
+    #: windows leased by each (run, rank)
+    leases: Counter[tuple[str, int]] = field(default_factory=Counter)
+    #: set once the load should end (``drive``): workers and the admin finish their request in hand and return
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
 
     def error(self, message: str) -> None:
         if len(self.stats.errors) < 1000:
             self.stats.errors.append(message)
+
+    def answers(self, server: int | None = None) -> int:
+        """Final answers so far, of every kind: all of them, or those of replica ``server`` (its index in urls)."""
+        if server is None:
+            return sum(self.stats.by_server.values())
+        return self.stats.by_server[server]
+
+    def missing(self) -> list[str]:
+        """The minimums of ``config`` not reached yet, in words."""
+        out = []
+        short = [k for k in self._workers() if self.leases[k] < self.config.min_leases_per_worker]
+        if short:
+            out.append(f"{len(short)} workers with fewer than {self.config.min_leases_per_worker} windows")
+        changes = sum(len(c) for c in self.ledger.changes.values())
+        if changes < self.config.min_changes:
+            out.append(f"{changes} of {self.config.min_changes} changes applied")
+        return out
+
+    def _workers(self) -> list[tuple[str, int]]:
+        return [(run_id, rank) for run_id in self.run_ids for rank in range(self.config.workers)]
 
 
 def _unexpected(kind: str, response: httpx.Response) -> str:
     return f"{kind} {response.request.method} {response.request.url.path}: {response.status_code} {response.text[:300]}"
 
 
-async def _worker(load: Load, lb: Balancer, run_id: str, rank: int, stop_at: float) -> None:
+async def _worker(load: Load, lb: Balancer, run_id: str, rank: int) -> None:
     window, step = load.config.window, 0
     name = "loss" if rank == 0 else f"rank{rank}_loss"
-    while time.monotonic() < stop_at:
+    while not load.stop.is_set():
         response, _ = await lb.request("lease", "GET", f"/v1/runs/{run_id}/lr", params={"step": step, "count": window})
         if response.status_code != 200:
             load.error(_unexpected("lease", response))
             step += window
             continue
         load.ledger.record_window(run_id, response.json())
+        load.leases[(run_id, rank)] += 1
         last = step + window - 1
         value = loss(last) if rank == 0 else float(rank)
         metric = {"step": last, "name": name, "value": value}
@@ -295,9 +332,9 @@ async def _worker(load: Load, lb: Balancer, run_id: str, rank: int, stop_at: flo
         step += window
 
 
-async def _admin(load: Load, lb: Balancer, stop_at: float) -> None:
+async def _admin(load: Load, lb: Balancer) -> None:
     i = 0
-    while time.monotonic() < stop_at:
+    while not load.stop.is_set():
         run_id = load.run_ids[i % len(load.run_ids)]
         change = {**CHANGES[i % len(CHANGES)], "reason": f"load {i}"}
         path = f"/v1/runs/{run_id}/changes"
@@ -320,14 +357,39 @@ async def _admin(load: Load, lb: Balancer, stop_at: float) -> None:
             else:
                 load.error(_unexpected("change", answer))
         i += 1
-        await asyncio.sleep(load.config.admin_interval)
+        with contextlib.suppress(TimeoutError):  # the pause, cut short when the load ends
+            await asyncio.wait_for(load.stop.wait(), load.config.admin_interval)
 
 
-FaultHook = Callable[["Load", float], Awaitable[None]]
+#: A fault schedule: runs alongside the load, which goes on until it returns. It should wait for conditions
+#: (``Load.answers``: progress before a fault, while it is on, after the repair), not for fixed times.
+FaultHook = Callable[["Load"], Awaitable[None]]
+
+
+async def _end(load: Load, started: float, fault: asyncio.Task[None] | None) -> None:
+    """Set ``load.stop`` once T has passed, the fault schedule has returned and the minimums are met; at the
+    deadline, record an error saying which of them was not (and cancel the fault schedule)."""
+    config = load.config
+    while True:
+        now = time.monotonic()
+        waiting = [] if now >= started + config.duration else [f"{config.duration} s"]
+        if fault is not None and not fault.done():
+            waiting.append("the fault schedule to finish")
+        waiting += load.missing()
+        if not waiting:
+            break
+        if now > started + config.deadline:
+            load.error(f"the load did not end within its deadline of {config.deadline} s; waiting for: {waiting}")
+            if fault is not None:
+                fault.cancel()
+            break
+        await asyncio.sleep(0.05)
+    load.stop.set()
 
 
 async def drive(urls: list[str], config: Config, fault: FaultHook | None = None, run_prefix: str = "load") -> Load:
-    """Create the runs, run the workers, the admin and ``fault(load, stop_at)`` (if any) until T, then audit."""
+    """Create the runs, run the workers, the admin and ``fault(load)`` (if any) until T has passed, the fault
+    schedule has returned and ``config``'s minimums are met (or its deadline: an error), then audit."""
     run_ids = [f"{run_prefix}-{k}" for k in range(config.runs)]
     load = Load(config=config, urls=urls, run_ids=run_ids)
     lb = Balancer(urls, load.stats, config)
@@ -337,15 +399,18 @@ async def drive(urls: list[str], config: Config, fault: FaultHook | None = None,
             if response.status_code not in (200, 201):
                 raise RuntimeError(_unexpected("create", response))
         started, cpu = time.monotonic(), time.process_time()
-        stop_at = started + config.duration
-        tasks = [_worker(load, lb, run_id, rank, stop_at) for run_id in run_ids for rank in range(config.workers)]
-        tasks.append(_admin(load, lb, stop_at))
-        if fault is not None:
-            tasks.append(fault(load, stop_at))
+        tasks: list[Awaitable[Any]] = [_worker(load, lb, run_id, rank) for run_id, rank in load._workers()]
+        tasks.append(_admin(load, lb))
+        schedule = asyncio.ensure_future(fault(load)) if fault is not None else None
+        if schedule is not None:
+            tasks.append(schedule)
+        tasks.append(_end(load, started, schedule))
         outcomes = await asyncio.gather(*tasks, return_exceptions=True)
         load.stats.elapsed = time.monotonic() - started
         load.stats.client_cpu = time.process_time() - cpu
         for outcome in outcomes:
+            if isinstance(outcome, asyncio.CancelledError):
+                continue  # the fault schedule, cancelled at the deadline (already recorded as an error)
             if isinstance(outcome, BaseException):
                 load.error(f"task failed: {outcome!r}")
                 if not isinstance(outcome, RuntimeError | AssertionError):

@@ -1,4 +1,10 @@
-"""What the fault tests share: ``bench/load.py``'s load (short), probes sent around it, and the verdict."""
+"""What the fault tests share: ``bench/load.py``'s load, probes sent around it, and the verdict.
+
+A fault schedule waits for conditions, never for fixed times: the load goes on until the schedule returns, and
+each phase waits for progress (``progress``: N more answers, from one replica or any), so a slow machine (a server
+that takes seconds to start, a loaded CI host) makes the test slower, not wrong. Each wait fails with a message
+naming the phase after ``PHASE_S``; the whole load ends with an error after ``CONFIG.deadline``.
+"""
 
 from __future__ import annotations
 
@@ -15,8 +21,22 @@ from tests.bench_load import bench_load
 
 load = bench_load()
 Server = load.Server
-#: 2 runs x 4 workers for 8 s: faults are injected from about 1.5 s on, and repaired before the end.
-CONFIG = load.Config(runs=2, workers=4, window=10, duration=8.0, admin_interval=0.2, retry_for=30.0)
+#: 2 runs x 4 workers, for as long as the fault schedule runs (every worker leasing, the admin changing runs).
+CONFIG = load.Config(
+    runs=2,
+    workers=4,
+    window=10,
+    duration=0.0,
+    admin_interval=0.2,
+    retry_for=30.0,
+    min_leases_per_worker=1,
+    min_changes=2,
+    deadline=300.0,
+)
+#: the longest one phase of a schedule may wait for its condition
+PHASE_S = 90.0
+#: answers that show the load is going on (a few rounds of every worker)
+PROGRESS = 40
 PROBLEM_JSON = "application/problem+json"
 
 
@@ -58,6 +78,18 @@ async def wait_until(check: Callable[[], Awaitable[bool]], timeout: float, what:
 
 def answered(result: Any, kind: str = "lease") -> int:
     return len(result.stats.latency[kind])
+
+
+async def progress(result: Any, what: str, n: int = PROGRESS, server: int | None = None) -> int:
+    """Wait until the load has had ``n`` more answers (from replica ``server``, or from any); the count then."""
+    target = result.answers(server) + n
+
+    async def reached() -> bool:
+        return bool(result.answers(server) >= target)
+
+    who = "any replica" if server is None else f"replica {server}"
+    await wait_until(reached, PHASE_S, f"{what}: {n} more answers from {who}")
+    return int(result.answers(server))
 
 
 def assert_survived(result: Any) -> None:

@@ -11,7 +11,11 @@ import pytest
 from tests.bench_load import bench_load
 
 load = bench_load()
-CONFIG = load.Config(runs=2, workers=4, window=10, duration=3.0, admin_interval=0.2)
+#: 3 s of load, and on until every worker has leased a window and the admin applied 2 changes (a loaded machine
+#: may need longer; ``deadline`` bounds it, with an error naming what was missing).
+CONFIG = load.Config(
+    runs=2, workers=4, window=10, duration=3.0, admin_interval=0.2, min_leases_per_worker=1, min_changes=2, deadline=240
+)
 
 
 def check(result: Any) -> None:
@@ -20,6 +24,7 @@ def check(result: Any) -> None:
     assert result.audit == []
     leases = result.stats.latency["lease"]
     assert len(leases) >= CONFIG.runs * CONFIG.workers  # every worker got at least one window
+    assert min(result.leases.values()) >= 1 and len(result.leases) == CONFIG.runs * CONFIG.workers, result.leases
     assert result.audited["steps"] >= CONFIG.window * CONFIG.runs
     assert result.audited["metrics"] == len(result.stats.latency["metric"])
     assert result.audited["changes"] >= 2  # the admin previewed and applied changes meanwhile

@@ -16,9 +16,33 @@ import math
 from typing import Annotated, Any, ClassVar
 
 import numpy as np
-from pydantic import AfterValidator, BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from lrserve.schemas.core.schedule import Schedule
+from lrserve.schemas.limits import MAX_STEP, step_domain_error
+
+
+def _not_bool(v: Any) -> Any:
+    # Lax mode would read true/false as 1/0 (Python's bool is an int): a boolean is never a number here.
+    if isinstance(v, bool):
+        raise ValueError("must be a number, not a boolean")
+    return v
+
+
+def not_bool_per_group(v: Any) -> Any:
+    _not_bool(v)
+    if isinstance(v, list):
+        for i, x in enumerate(v):
+            if isinstance(x, bool):
+                raise ValueError(f"entry {i} must be a number, not a boolean")
+    return v
+
+
+def _in_step_domain(v: int) -> int:
+    problem = step_domain_error(v)
+    if problem is not None:
+        raise ValueError(problem)
+    return v
 
 
 def _finite(v: float) -> float:
@@ -44,10 +68,27 @@ def _non_negative(v: float | list[float]) -> float | list[float]:
     return v
 
 
-FiniteFloat = Annotated[float, AfterValidator(_finite)]
+FiniteFloat = Annotated[float, BeforeValidator(_not_bool), AfterValidator(_finite)]
 # A learning-rate-like parameter: a scalar for every group, or one value per group.
-PerGroupLr = Annotated[float | list[float], AfterValidator(_finite_list), AfterValidator(_non_negative)]
-PerGroupFloat = Annotated[float | list[float], AfterValidator(_finite_list)]
+PerGroupLr = Annotated[
+    float | list[float],
+    BeforeValidator(not_bool_per_group),
+    AfterValidator(_finite_list),
+    AfterValidator(_non_negative),
+]
+PerGroupFloat = Annotated[float | list[float], BeforeValidator(not_bool_per_group), AfterValidator(_finite_list)]
+#: An integer that is not a step (a seed, a count with its own bound): still never a boolean.
+Integer = Annotated[int, BeforeValidator(_not_bool)]
+
+# Step-valued parameters (lengths, periods, milestones, boundaries, patience): integers in the step domain
+# (``lrserve.schemas.limits.MAX_STEP``), so int64 and float64 arithmetic on them and on steps stays exact.
+_DOMAIN_SCHEMA = {"maximum": MAX_STEP}
+StepCount = Annotated[
+    int, Field(ge=0, json_schema_extra=_DOMAIN_SCHEMA), BeforeValidator(_not_bool), AfterValidator(_in_step_domain)
+]
+PositiveStepCount = Annotated[
+    int, Field(gt=0, json_schema_extra=_DOMAIN_SCHEMA), BeforeValidator(_not_bool), AfterValidator(_in_step_domain)
+]
 
 
 class StrictModel(BaseModel):

@@ -31,11 +31,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union
 
 import numpy as np
-from pydantic import Field, NonNegativeInt, PositiveInt, field_validator
+from pydantic import Field, field_validator
 
 from lrserve.schemas.core import decays
 from lrserve.schemas.core.schedule import Column, Schedule, ValueFn, column, constant
-from lrserve.schemas.specs.base import FiniteFloat, PerGroupLr, ScheduleSpecBase
+from lrserve.schemas.specs.base import FiniteFloat, PerGroupLr, PositiveStepCount, ScheduleSpecBase, StepCount
 
 FloatArray = np.ndarray[Any, np.dtype[np.float64]]
 
@@ -51,7 +51,7 @@ class _CaffeSpec(ScheduleSpecBase):
 
     type: Literal["caffe"] = "caffe"
     base_lr: PerGroupLr = Field(description="the base learning rate (scalar, or one per param group)")
-    max_iter: PositiveInt | None = Field(None, description="iterations of the run (optional; poly needs it)")
+    max_iter: PositiveStepCount | None = Field(None, description="iterations of the run (optional; poly needs it)")
 
     def _values(self, base: Column) -> ValueFn:
         raise NotImplementedError
@@ -75,7 +75,7 @@ class CaffeStep(_CaffeSpec):
 
     lr_policy: Literal["step"] = "step"
     gamma: FiniteFloat = _DECAY_GAMMA
-    stepsize: PositiveInt = Field(description="iterations between decays")
+    stepsize: PositiveStepCount = Field(description="iterations between decays")
 
     def _values(self, base: Column) -> ValueFn:
         return decays.exponential(base, period=self.stepsize, rate=self.gamma, staircase=True)
@@ -111,7 +111,7 @@ class CaffeMultiStep(_CaffeSpec):
 
     lr_policy: Literal["multistep"] = "multistep"
     gamma: FiniteFloat = _DECAY_GAMMA
-    stepvalue: list[NonNegativeInt] = Field(min_length=1, description="strictly increasing iterations")
+    stepvalue: list[StepCount] = Field(min_length=1, description="strictly increasing iterations")
 
     @field_validator("stepvalue")
     @classmethod
@@ -136,7 +136,7 @@ class CaffePoly(_CaffeSpec):
 
     lr_policy: Literal["poly"] = "poly"
     power: FiniteFloat = _POWER
-    max_iter: PositiveInt = Field(description="iterations of the run: the LR reaches 0 there")
+    max_iter: PositiveStepCount = Field(description="iterations of the run: the LR reaches 0 there")
 
     def _values(self, base: Column) -> ValueFn:
         return decays.polynomial(base, np.zeros_like(base), period=self.max_iter, power=self.power)
@@ -150,7 +150,7 @@ class CaffeSigmoid(_CaffeSpec):
 
     lr_policy: Literal["sigmoid"] = "sigmoid"
     gamma: FiniteFloat = Field(ge=0.0, description="steepness, >= 0")
-    stepsize: PositiveInt = Field(description="the iteration where the LR is base_lr / 2")
+    stepsize: PositiveStepCount = Field(description="the iteration where the LR is base_lr / 2")
 
     def _values(self, base: Column) -> ValueFn:
         return decays.sigmoid(base, rate=self.gamma, center=self.stepsize)

@@ -46,7 +46,7 @@ from pydantic import AfterValidator, Field, ValidationInfo, field_validator
 
 from lrserve.schemas.core.combinators import Continuation, chain, join
 from lrserve.schemas.core.schedule import Schedule
-from lrserve.schemas.specs.base import ScheduleSpecBase, schedule_type
+from lrserve.schemas.specs.base import ScheduleSpecBase, StepCount, schedule_type
 from lrserve.schemas.specs.plateau import ReduceLROnPlateau
 from lrserve.schemas.specs.torch import ChainableSpec, CosineAnnealingLR, CyclicLR, OneCycleLR, TorchSpec
 
@@ -99,7 +99,7 @@ class SequentialLR(ScheduleSpecBase):
     schedulers: list[Annotated[ScheduleSpec, AfterValidator(_phase)]] = Field(
         min_length=1, description="the phases, in order"
     )
-    milestones: list[int] = Field(
+    milestones: list[StepCount] = Field(
         description="steps at which the next scheduler takes over: strictly increasing, one fewer than schedulers"
     )
 

@@ -22,11 +22,19 @@ import itertools
 from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import Field, NonNegativeInt, PositiveInt, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from lrserve.schemas.core import decays
 from lrserve.schemas.core.schedule import Schedule, ValueFn, column
-from lrserve.schemas.specs.base import FiniteFloat, PerGroupLr, ScheduleSpecBase
+from lrserve.schemas.limits import MAX_STEP, require_total_in_domain
+from lrserve.schemas.specs.base import (
+    FiniteFloat,
+    Integer,
+    PerGroupLr,
+    PositiveStepCount,
+    ScheduleSpecBase,
+    StepCount,
+)
 
 FloatArray = np.ndarray[Any, np.dtype[np.float64]]
 
@@ -55,7 +63,7 @@ class ExponentialDecay(_KerasSpec):
 
     type: Literal["ExponentialDecay"] = "ExponentialDecay"
     initial_learning_rate: PerGroupLr = _INIT
-    decay_steps: PositiveInt = Field(description="steps over which the LR is multiplied by decay_rate")
+    decay_steps: PositiveStepCount = Field(description="steps over which the LR is multiplied by decay_rate")
     decay_rate: UnitFloat = Field(description="factor per decay_steps, in [0, 1]")
     staircase: bool = Field(False, description="decay at whole multiples of decay_steps only")
 
@@ -75,7 +83,7 @@ class PiecewiseConstantDecay(_KerasSpec):
 
     type: Literal["PiecewiseConstantDecay"] = "PiecewiseConstantDecay"
     per_group_fields: ClassVar[tuple[str, ...]] = ()  # values: checked entry by entry below
-    boundaries: list[NonNegativeInt] = Field(min_length=1, description="strictly increasing steps")
+    boundaries: list[StepCount] = Field(min_length=1, description="strictly increasing steps")
     values: list[PerGroupLr] = Field(description="one more value than boundaries; each a scalar or per group")
 
     @field_validator("boundaries")
@@ -122,7 +130,7 @@ class PolynomialDecay(_KerasSpec):
     type: Literal["PolynomialDecay"] = "PolynomialDecay"
     per_group_fields: ClassVar[tuple[str, ...]] = ("initial_learning_rate", "end_learning_rate")
     initial_learning_rate: PerGroupLr = _INIT
-    decay_steps: PositiveInt = Field(description="steps to go from the initial to the end LR")
+    decay_steps: PositiveStepCount = Field(description="steps to go from the initial to the end LR")
     end_learning_rate: PerGroupLr = Field(0.0001, description="the LR reached at decay_steps")
     power: FiniteFloat = Field(1.0, ge=0.0, description="exponent of the polynomial, >= 0")
     cycle: bool = Field(False, description="restart the decay after every multiple of decay_steps")
@@ -147,7 +155,7 @@ class InverseTimeDecay(_KerasSpec):
 
     type: Literal["InverseTimeDecay"] = "InverseTimeDecay"
     initial_learning_rate: PerGroupLr = _INIT
-    decay_steps: PositiveInt = Field(description="steps per unit of decay")
+    decay_steps: PositiveStepCount = Field(description="steps per unit of decay")
     decay_rate: FiniteFloat = Field(ge=0.0, description="growth of the denominator per decay_steps, >= 0")
     staircase: bool = Field(False, description="decay at whole multiples of decay_steps only")
 
@@ -171,10 +179,10 @@ class CosineDecay(_KerasSpec):
     type: Literal["CosineDecay"] = "CosineDecay"
     per_group_fields: ClassVar[tuple[str, ...]] = ("initial_learning_rate", "warmup_target")
     initial_learning_rate: PerGroupLr = _INIT
-    decay_steps: PositiveInt = Field(description="steps of the cosine decay")
+    decay_steps: PositiveStepCount = Field(description="steps of the cosine decay")
     alpha: UnitFloat = Field(0.0, description="final LR as a fraction of the decay's start, in [0, 1]")
     warmup_target: PerGroupLr | None = Field(None, description="LR reached by the warm-up; none: no warm-up")
-    warmup_steps: NonNegativeInt = Field(0, description="steps of the linear warm-up (needs warmup_target)")
+    warmup_steps: StepCount = Field(0, description="steps of the linear warm-up (needs warmup_target)")
 
     @field_validator("warmup_steps")
     @classmethod
@@ -182,6 +190,9 @@ class CosineDecay(_KerasSpec):
         # A warmup_target that failed validation is absent from info.data: that error is reported already.
         if v > 0 and "warmup_target" in info.data and info.data["warmup_target"] is None:
             raise ValueError("needs a warmup_target: without one Keras skips the warm-up and ignores warmup_steps")
+        decay = info.data.get("decay_steps")
+        if decay is not None:
+            require_total_in_domain(v + decay, "warmup_steps + decay_steps")
         return v
 
     def to_schedule(self, base_lrs: FloatArray) -> Schedule:
@@ -210,8 +221,9 @@ class CosineDecayRestarts(_KerasSpec):
 
     type: Literal["CosineDecayRestarts"] = "CosineDecayRestarts"
     initial_learning_rate: PerGroupLr = _INIT
-    first_decay_steps: PositiveInt = Field(description="steps of the first period")
-    t_mul: FiniteFloat = Field(2.0, ge=1.0, description="growth of each period's length, >= 1")
+    first_decay_steps: PositiveStepCount = Field(description="steps of the first period")
+    # A growth past the step domain makes the second period endless anyway; bounded, steps * t_mul stays finite.
+    t_mul: FiniteFloat = Field(2.0, ge=1.0, le=MAX_STEP, description="growth of each period's length, in [1, 2**53]")
     m_mul: UnitFloat = Field(1.0, description="factor of each period's peak, in [0, 1]")
     alpha: UnitFloat = Field(0.0, description="floor of the LR as a fraction of initial_learning_rate, in [0, 1]")
 
@@ -225,7 +237,7 @@ class CosineDecayRestarts(_KerasSpec):
 
 class _LinearCosine(_KerasSpec):
     initial_learning_rate: PerGroupLr = _INIT
-    decay_steps: PositiveInt = Field(description="steps to decay over")
+    decay_steps: PositiveStepCount = Field(description="steps to decay over")
     num_periods: FiniteFloat = Field(0.5, ge=0.0, description="periods of the cosine part")
     alpha: FiniteFloat = Field(0.0, ge=0.0, description="added to the linear part, >= 0")
     beta: FiniteFloat = Field(0.001, ge=0.0, description="added to the product, >= 0")
@@ -275,7 +287,7 @@ class NoisyLinearCosineDecay(_LinearCosine):
     type: Literal["NoisyLinearCosineDecay"] = "NoisyLinearCosineDecay"
     initial_variance: FiniteFloat = Field(1.0, ge=0.0, description="variance of the noise at step 0")
     variance_decay: FiniteFloat = Field(0.55, ge=0.0, description="the variance decays as (1 + t) ** -variance_decay")
-    seed: int = Field(0, ge=0, le=2**63 - 1, description="seed of the noise: same seed, same numbers")
+    seed: Integer = Field(0, ge=0, le=2**63 - 1, description="seed of the noise: same seed, same numbers")
 
     def _noise(self) -> decays.Noise | None:
         return decays.Noise(self.seed, self.initial_variance, self.variance_decay)

@@ -24,10 +24,10 @@ from __future__ import annotations
 from typing import Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import Field, NonNegativeInt, ValidationInfo, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from lrserve.schemas.core.schedule import Schedule, constant
-from lrserve.schemas.specs.base import FiniteFloat, PerGroupLr, ScheduleSpecBase, StrictModel
+from lrserve.schemas.specs.base import FiniteFloat, PerGroupLr, ScheduleSpecBase, StepCount, StrictModel
 
 # Directions of Keras 3's built-in metrics (their ``_direction``), by the name they log under (without
 # ``val_``), including compile()'s string aliases; what Keras' ``mode="auto"`` can resolve without a model.
@@ -83,11 +83,11 @@ class PlateauSpec(StrictModel):
         "metric's name as Keras 3 decides it",
     )
     factor: FiniteFloat = Field(0.1, description="multiplier of a reduction, in (0, 1)")
-    patience: NonNegativeInt = Field(10, description="bad values tolerated before a reduction")
+    patience: StepCount = Field(10, description="bad values tolerated before a reduction")
     threshold: FiniteFloat = Field(1e-4, ge=0, description="torch: improvement needed to count as better")
     threshold_mode: Literal["rel", "abs"] = Field("rel", description="torch: relative or absolute threshold")
     min_delta: FiniteFloat | None = Field(None, ge=0, description="Keras: absolute improvement needed (default 1e-4)")
-    cooldown: NonNegativeInt = Field(0, description="values to wait after a reduction before counting again")
+    cooldown: StepCount = Field(0, description="values to wait after a reduction before counting again")
     min_lr: PerGroupLr = Field(0.0, description="lower bound of the LR, scalar or one per group")
     eps: FiniteFloat = Field(1e-8, ge=0, description="torch: a reduction smaller than eps is skipped")
 

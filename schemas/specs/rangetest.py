@@ -22,7 +22,7 @@ from pydantic import Field, ValidationInfo, field_validator
 
 from lrserve.schemas.core import rangetest
 from lrserve.schemas.core.schedule import Schedule, column
-from lrserve.schemas.specs.base import FiniteFloat, PerGroupLr, ScheduleSpecBase
+from lrserve.schemas.specs.base import FiniteFloat, Integer, PerGroupLr, ScheduleSpecBase
 
 FloatArray = np.ndarray[Any, np.dtype[np.float64]]
 
@@ -40,7 +40,7 @@ class LRRangeTest(ScheduleSpecBase):
     type: Literal["LRRangeTest"] = "LRRangeTest"
     start_lr: PerGroupLr = Field(1e-7, description="LR of step 0, > 0 (scalar, or one per param group)")
     end_lr: PerGroupLr = Field(10.0, description="LR of step num_steps - 1, > start_lr")
-    num_steps: int = Field(100, ge=2, le=10_000_000, description="steps of the test, >= 2")
+    num_steps: Integer = Field(100, ge=2, le=10_000_000, description="steps of the test, >= 2")
     mode: Literal["exp", "linear"] = Field("exp", description="exponential or linear growth")
     metric: str = Field("loss", min_length=1, max_length=200, description="name of the loss metric the test reads")
     smoothing: Literal["debiased", "seeded"] = Field(

@@ -39,14 +39,22 @@ from itertools import pairwise
 from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import AfterValidator, Field, NonNegativeInt, PositiveInt, ValidationInfo, field_validator
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, field_validator
 
 from lrserve.schemas.core import cyclic, primitives
 from lrserve.schemas.core.combinators import Continuation, continued
 from lrserve.schemas.core.expression import check_expression, compile_expression
 from lrserve.schemas.core.primitives import ExpressionFn, Link
 from lrserve.schemas.core.schedule import Column, Schedule, column
-from lrserve.schemas.specs.base import FiniteFloat, PerGroupLr, ScheduleSpecBase
+from lrserve.schemas.limits import require_total_in_domain
+from lrserve.schemas.specs.base import (
+    FiniteFloat,
+    PerGroupLr,
+    PositiveStepCount,
+    ScheduleSpecBase,
+    StepCount,
+    not_bool_per_group,
+)
 
 FloatArray = np.ndarray[Any, np.dtype[np.float64]]
 
@@ -61,7 +69,7 @@ def _momentum_values(v: float | list[float]) -> float | list[float]:
     return v
 
 
-PerGroupMomentum = Annotated[float | list[float], AfterValidator(_momentum_values)]
+PerGroupMomentum = Annotated[float | list[float], BeforeValidator(not_bool_per_group), AfterValidator(_momentum_values)]
 Gamma = Annotated[FiniteFloat, Field(ge=0.0)]
 # a factor applied without end (every step_size steps, every step): above 1 the LR grows to inf
 DecayGamma = Annotated[FiniteFloat, Field(ge=0.0, le=1.0)]
@@ -173,7 +181,7 @@ class StepLR(ChainableSpec):
     """
 
     type: Literal["StepLR"] = "StepLR"
-    step_size: PositiveInt = Field(description="steps between decays (>= 1)")
+    step_size: PositiveStepCount = Field(description="steps between decays (>= 1)")
     gamma: DecayGamma = Field(0.1, description="multiplicative factor of a decay, in [0, 1]")
 
     def to_link(self, base_lrs: FloatArray) -> Link:
@@ -187,7 +195,7 @@ class MultiStepLR(ChainableSpec):
     """
 
     type: Literal["MultiStepLR"] = "MultiStepLR"
-    milestones: list[NonNegativeInt] = Field(description="steps at which the LR drops, strictly increasing")
+    milestones: list[StepCount] = Field(description="steps at which the LR drops, strictly increasing")
     gamma: Gamma = Field(0.1, description="multiplicative factor of a drop (>= 0)")
 
     @field_validator("milestones")
@@ -210,7 +218,7 @@ class ConstantLR(ChainableSpec):
 
     type: Literal["ConstantLR"] = "ConstantLR"
     factor: FiniteFloat = Field(1.0 / 3, description="factor until total_iters, in (0, 1]")
-    total_iters: PositiveInt = Field(5, description="steps the factor applies (>= 1)")
+    total_iters: PositiveStepCount = Field(5, description="steps the factor applies (>= 1)")
 
     @field_validator("factor")
     @classmethod
@@ -232,7 +240,7 @@ class LinearLR(ChainableSpec):
     type: Literal["LinearLR"] = "LinearLR"
     start_factor: FiniteFloat = Field(1.0 / 3, description="factor at step 0, in (0, 1]")
     end_factor: FiniteFloat = Field(1.0, description="factor from total_iters on, in [0, 1]")
-    total_iters: PositiveInt = Field(5, description="steps of the linear ramp (>= 1)")
+    total_iters: PositiveStepCount = Field(5, description="steps of the linear ramp (>= 1)")
 
     @field_validator("start_factor")
     @classmethod
@@ -272,7 +280,7 @@ class PolynomialLR(ChainableSpec):
     """
 
     type: Literal["PolynomialLR"] = "PolynomialLR"
-    total_iters: PositiveInt = Field(5, description="steps until the LR reaches 0 (>= 1)")
+    total_iters: PositiveStepCount = Field(5, description="steps until the LR reaches 0 (>= 1)")
     power: FiniteFloat = Field(1.0, ge=0.0, description="power of the polynomial (>= 0)")
 
     def to_link(self, base_lrs: FloatArray) -> Link:
@@ -289,7 +297,7 @@ class CosineAnnealingLR(ChainableSpec):
     """
 
     type: Literal["CosineAnnealingLR"] = "CosineAnnealingLR"
-    T_max: PositiveInt = Field(description="steps of the half cosine (>= 1)")
+    T_max: PositiveStepCount = Field(description="steps of the half cosine (>= 1)")
     eta_min: PerGroupLr = Field(0.0, description="minimum LR, scalar or one per param group")
 
     per_group_fields: ClassVar[tuple[str, ...]] = ("eta_min",)
@@ -315,8 +323,8 @@ class CosineAnnealingWarmRestarts(TorchSpec):
     """
 
     type: Literal["CosineAnnealingWarmRestarts"] = "CosineAnnealingWarmRestarts"
-    T_0: PositiveInt = Field(description="steps until the first restart (>= 1)")
-    T_mult: PositiveInt = Field(1, description="factor by which each period grows (integer >= 1)")
+    T_0: PositiveStepCount = Field(description="steps until the first restart (>= 1)")
+    T_mult: PositiveStepCount = Field(1, description="factor by which each period grows (integer >= 1)")
     eta_min: PerGroupLr = Field(0.0, description="minimum LR, scalar or one per param group")
 
     per_group_fields: ClassVar[tuple[str, ...]] = ("eta_min",)
@@ -337,8 +345,9 @@ class CyclicLR(TorchSpec):
     type: Literal["CyclicLR"] = "CyclicLR"
     base_lr: PerGroupLr = Field(description="lower LR of the cycle, scalar or one per param group")
     max_lr: PerGroupLr = Field(description="upper LR of the cycle, scalar or one per param group")
-    step_size_up: PositiveInt = Field(2000, description="steps of the rising half (>= 1)")
-    step_size_down: NonNegativeInt | None = Field(None, description="steps of the falling half (default: up)")
+    step_size_up: PositiveStepCount = Field(2000, description="steps of the rising half (>= 1)")
+    step_size_down: StepCount | None = Field(None, description="steps of the falling half (default: up)")
+
     mode: Literal["triangular", "triangular2", "exp_range"] = Field("triangular", description="amplitude policy")
     gamma: DecayGamma = Field(1.0, description="exp_range: the amplitude is scaled by gamma ** step, in [0, 1]")
     scale_fn: None = Field(None, description="not supported (a Python callable): use mode")
@@ -351,6 +360,14 @@ class CyclicLR(TorchSpec):
 
     uses_base_lr: ClassVar[bool] = False
     per_group_fields: ClassVar[tuple[str, ...]] = ("base_lr", "max_lr", "base_momentum", "max_momentum")
+
+    @field_validator("step_size_down")
+    @classmethod
+    def _cycle_in_domain(cls, v: int | None, info: ValidationInfo) -> int | None:
+        up = info.data.get("step_size_up")
+        if v is not None and up is not None:
+            require_total_in_domain(up + v, "step_size_up + step_size_down")
+        return v
 
     def to_schedule(self, base_lrs: FloatArray) -> Schedule:
         up = self.step_size_up
@@ -384,9 +401,9 @@ class OneCycleLR(TorchSpec):
 
     type: Literal["OneCycleLR"] = "OneCycleLR"
     max_lr: PerGroupLr = Field(description="peak LR, scalar or one per param group")
-    total_steps: PositiveInt | None = Field(None, description="steps of the cycle (or epochs * steps_per_epoch)")
-    epochs: PositiveInt | None = Field(None, description="with steps_per_epoch, when total_steps is not given")
-    steps_per_epoch: PositiveInt | None = Field(
+    total_steps: PositiveStepCount | None = Field(None, description="steps of the cycle (or epochs * steps_per_epoch)")
+    epochs: PositiveStepCount | None = Field(None, description="with steps_per_epoch, when total_steps is not given")
+    steps_per_epoch: PositiveStepCount | None = Field(
         None, validate_default=True, description="with epochs, when total_steps is not given"
     )
     pct_start: FiniteFloat = Field(
@@ -410,6 +427,9 @@ class OneCycleLR(TorchSpec):
             return v  # one of them failed its own validation: reported there
         if info.data["total_steps"] is None and (info.data["epochs"] is None or v is None):
             raise ValueError("give total_steps, or both epochs and steps_per_epoch")
+        epochs = info.data["epochs"]
+        if info.data["total_steps"] is None and epochs is not None and v is not None:
+            require_total_in_domain(epochs * v, "epochs * steps_per_epoch")
         return v
 
     @field_validator("pct_start")

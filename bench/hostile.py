@@ -190,10 +190,13 @@ def measure(case: Case, tree: Path | None, timeout: float) -> str:
                 done.set()
                 for t in threads:
                     t.join()
-            p99 = statistics.quantiles(health, n=100)[98] if len(health) >= 2 else (health[0] if health else 0.0)
+            if len(health) >= 2:
+                p99_text = f"{statistics.quantiles(health, n=100)[98] * 1000:7.1f} ms"
+            else:  # answered before a poll could finish
+                p99_text = f"{health[0] * 1000:7.1f} ms" if health else "    n/a"
             return (
                 f"{name:48s} status {status:>14s}  {wall:7.2f} s  peak RSS +{(max(peak) - idle) / 1024:8.1f} MB"
-                f"  /healthz p99 {p99 * 1000:7.1f} ms"
+                f"  /healthz p99 {p99_text}"
             )
         finally:
             proc.kill()

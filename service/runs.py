@@ -37,11 +37,12 @@ from lrserve.schemas.errors import (
     RunNotFound,
     StaleIncarnation,
 )
+from lrserve.schemas.evaluate import estimate_work
 from lrserve.schemas.plan import ChangeRec, Plan, plan_to_wire
 from lrserve.schemas.specs.base import schedule_type
 from lrserve.schemas.specs.plateau import ReduceLROnPlateau
 from lrserve.schemas.specs.run import RunSpec
-from lrserve.schemas.validation import validate_model
+from lrserve.schemas.validation import check_values, validate_model
 from lrserve.schemas.wire import (
     MAX_CURVE_POINTS,
     AppliedIn,
@@ -88,6 +89,8 @@ R = TypeVar("R")
 
 
 _serials = itertools.count(1)
+#: element-operations a window may cost to be evaluated on the event loop (~0.1 ms; ``lease_cached``)
+LOOP_WORK = 20_000
 #: steps compared at a time by ``applied`` (memory: 2 plans x groups x 8 bytes x this)
 APPLIED_CHUNK = 1 << 16
 
@@ -318,6 +321,7 @@ class RunService:
         self, run_id: str, body: RunCreate, actor: str | None, *, derived_from: dict[str, Any] | None = None
     ) -> tuple[RunPublic, bool]:
         spec = self._resolve_spec(body)
+        check_values(spec)  # a non-finite LR at a defined step: refused before the run exists
         spec_json = spec.model_dump(mode="json")
         created_payload: dict[str, Any] = {"spec": spec_json, "labels": dict(body.labels)}
         if derived_from is not None:
@@ -425,7 +429,13 @@ class RunService:
                 return None
             self._check_incarnation(entry, incarnation)
             if not evaluate and self._windows.get(self._window_key(entry, start, count)) is None:
-                return None
+                # Not evaluated yet: only a small window is evaluated here (every rank asks for it at about the
+                # same moment; sending them all to the thread pool costs more than this). Others go to the route.
+                steps = np.arange(start, start + count, dtype=np.int64)
+                if count * entry.state.plan.num_groups > LOOP_WORK or estimate_work(entry.state.plan, steps) > (
+                    LOOP_WORK
+                ):
+                    return None
             data = self._lease_data(entry, start, count)
         finally:
             entry.lock.release()
@@ -639,7 +649,7 @@ class RunService:
                 "param_groups": [g.model_dump(mode="json") for g in spec.param_groups],
                 "schedule": change.schedule.model_dump(mode="json"),
             }
-            validate_model(RunSpec, candidate)
+            check_values(validate_model(RunSpec, candidate))
         elif isinstance(change, SetChange):
             if isinstance(change.lr, list) and len(change.lr) != groups:
                 raise InvalidInput(

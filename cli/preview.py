@@ -20,7 +20,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from lrserve.cli import termplot
-from lrserve.cli.output import EXIT_USAGE, console, fail, num, print_json, read_text
+from lrserve.cli.output import EXIT_INVALID, EXIT_USAGE, console, fail, num, print_json, read_text
 
 Floats = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]
@@ -200,6 +200,7 @@ def preview(
 ) -> None:
     """Evaluate a spec locally: a table of key points and a terminal plot (PNG with --png)."""
     from lrserve.cli.validate import load_or_exit
+    from lrserve.schemas.errors import InvalidInput
     from lrserve.schemas.evaluate import build, evaluate
 
     spec = load_or_exit(spec_file, read_text(spec_file))
@@ -211,8 +212,11 @@ def preview(
     if metric:
         name = spec.plateau.metric if spec.plateau is not None else "metric"
         metrics = [(s, name, v) for s, v in map(parse_metric, metric)]
-    lr = evaluate(spec, xs, metrics=metrics)
-    momentum = evaluate(spec, xs, field="momentum")
+    try:
+        lr = evaluate(spec, xs, metrics=metrics)
+        momentum = evaluate(spec, xs, field="momentum")
+    except InvalidInput as exc:  # e.g. an expression infinite at a step past the check grid: no traceback
+        fail(f"{spec_file}: {exc.detail}", EXIT_INVALID)
     has_momentum = bool(np.isfinite(momentum).any())
     names = spec.group_names
     use_log = auto_log(lr) if log is None else log

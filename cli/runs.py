@@ -350,14 +350,15 @@ def events(
 
 
 def _structured(value: str, what: str) -> Any:
-    """A file's content (or stdin for -) or inline YAML/JSON text, parsed."""
-    import yaml
+    """A file's content (or stdin for -) or inline YAML/JSON text, parsed (``schemas.yamlio``'s rules)."""
+    from lrserve.schemas.errors import InvalidInput
+    from lrserve.schemas.yamlio import load_yaml
 
     text = read_text(value) if value == "-" or os.path.isfile(value) else value
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        fail(f"{what}: not valid YAML/JSON: {e}", EXIT_USAGE)
+        return load_yaml(text)
+    except InvalidInput as e:
+        fail(f"{what}: {e.detail}", EXIT_USAGE)
 
 
 def _lr_value(text: str) -> float | list[float] | str:

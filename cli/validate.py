@@ -26,25 +26,26 @@ def _unwrap(data: Any) -> tuple[Any, tuple[str, ...]]:
 
 
 def parse(text: str) -> tuple[RunSpec | None, dict[str, Any]]:
-    """The spec in ``text``, or None and ``{"summary", "errors": [{"path", "msg", "type"}]}``."""
-    import yaml
+    """The spec in ``text``, or None and ``{"summary", "errors": [{"path", "msg", "type"}]}``.
 
-    from lrserve.schemas.errors import SpecInvalid
-    from lrserve.schemas.validation import validate_run_spec
+    Checked as the server checks it: the YAML rules of ``schemas.yamlio``, the spec's fields, and its values on the
+    check grid (``schemas.validation.check_values``: a non-finite or negative LR at a step the schedule defines).
+    """
+    from lrserve.schemas.errors import InvalidInput, SpecInvalid
+    from lrserve.schemas.validation import check_values, validate_run_spec
+    from lrserve.schemas.yamlio import load_yaml
 
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        msg = f"not valid YAML/JSON: {where}{problem}"
-        return None, {"summary": msg, "errors": [{"path": "", "msg": msg, "type": "syntax"}]}
+        data = load_yaml(text)
+    except InvalidInput as exc:
+        return None, {"summary": exc.detail, "errors": [{"path": "", "msg": exc.detail, "type": "syntax"}]}
     spec_data, prefix = _unwrap(data)
     if spec_data is None:
         return None, {"summary": "empty file", "errors": [{"path": "", "msg": "the file is empty", "type": "missing"}]}
     try:
-        return validate_run_spec(spec_data), {}
+        spec = validate_run_spec(spec_data)
+        check_values(spec)
+        return spec, {}
     except SpecInvalid as e:
         errors = [
             {"path": ".".join(str(p) for p in (*prefix, *err.loc)), "msg": err.msg, "type": err.type}

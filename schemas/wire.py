@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from lrserve.schemas.limits import MAX_SERVED_STEP, MAX_STEP
 from lrserve.schemas.specs.base import PerGroupLr
 from lrserve.schemas.specs.plateau import PlateauSpec
 from lrserve.schemas.specs.run import RunSpec
@@ -29,7 +30,10 @@ MAX_REASON = 500
 NO_CONTROL_CHARS = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
 LabelValue = Annotated[str, Field(max_length=200, pattern=NO_CONTROL_CHARS)]
 RunId = Annotated[str, Field(pattern=RUN_ID_PATTERN, description="the user's id of the run, e.g. a job name")]
-Step = Annotated[int, Field(ge=0, le=2**53, description="a training step (0-based)")]
+Step = Annotated[int, Field(ge=0, le=MAX_STEP, description="a training step (0-based)")]
+# A step that is (or becomes) served, or whose successor may be a change's from_step (a metric's reduction applies
+# from step + 1): one below the domain's end, so horizon + 1 is always a valid from_step.
+ServedStep = Annotated[int, Field(ge=0, le=MAX_SERVED_STEP, description="a training step (0-based)")]
 
 
 class WireModel(BaseModel):
@@ -128,7 +132,7 @@ class LrWindow(WireModel):
 
 
 class MetricIn(WireModel):
-    step: Step
+    step: ServedStep
     name: Annotated[str, Field(min_length=1, max_length=200)]
     value: float = Field(description="NaN and +/-inf are accepted (as JSON strings 'NaN', 'Infinity') and count as bad")
 
@@ -243,8 +247,8 @@ class PlannedPin(WireModel):
 class AppliedIn(WireModel):
     """After an outage: the steps a worker applied with its locally evaluated plan (as of event ``last_seq``)."""
 
-    start: Step
-    stop: Step
+    start: ServedStep
+    stop: ServedStep
     last_seq: int = Field(ge=1, description="last_seq of the plan the worker evaluated")
     incarnation: int | None = None
 
@@ -318,10 +322,12 @@ class FollowupIn(WireModel):
     policy: Literal["triangular", "triangular2", "exp_range", "one_cycle"] = "triangular"
     upper_rule: Literal["valley", "steepest", "minimum_div_10", "minimum"] = "valley"
     lower_div: float = Field(6.0, gt=1, le=1e6, description="lower bound = upper / lower_div")
-    step_size_up: int | None = Field(None, ge=1, description="CyclicLR: steps of a half cycle")
-    steps_per_epoch: int | None = Field(None, ge=1, description="CyclicLR: step_size_up = 4 x this when not given")
+    step_size_up: int | None = Field(None, ge=1, le=MAX_STEP // 2, description="CyclicLR: steps of a half cycle")
+    steps_per_epoch: int | None = Field(
+        None, ge=1, le=MAX_STEP // 8, description="CyclicLR: step_size_up = 4 x this when not given"
+    )
     gamma: float | None = Field(None, gt=0, le=1, description="exp_range: amplitude decay per step")
-    total_steps: int | None = Field(None, ge=1, description="one_cycle: length of the cycle")
+    total_steps: int | None = Field(None, ge=1, le=MAX_STEP, description="one_cycle: length of the cycle")
     labels: dict[Annotated[str, Field(pattern=LABEL_KEY_PATTERN)], LabelValue] = Field(
         default_factory=dict, max_length=MAX_LABELS
     )
@@ -331,7 +337,7 @@ class FollowupIn(WireModel):
 
 
 class ResumeIn(WireModel):
-    step: Step = Field(description="the checkpoint's step: the next step the job will train")
+    step: ServedStep = Field(description="the checkpoint's step: the next step the job will train")
     incarnation: int | None = Field(
         None,
         ge=1,
@@ -379,9 +385,9 @@ class Curve(WireModel):
 
 class CurveRequest(WireModel):
     spec: RunSpec
-    start: Step = 0
-    stop: Step = 1000
-    stride: Annotated[int, Field(ge=1)] = 1
+    start: Annotated[int, Field(ge=0, le=MAX_STEP - 1)] = 0
+    stop: Annotated[int, Field(ge=1, le=MAX_STEP, description="first step not included")] = 1000
+    stride: Annotated[int, Field(ge=1, le=MAX_STEP)] = 1
     metrics: list[MetricIn] = Field(default_factory=list, max_length=100_000)
 
 

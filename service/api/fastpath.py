@@ -21,6 +21,7 @@ import re
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from lrserve.schemas.errors import LrserveError
+from lrserve.schemas.limits import MAX_SERVED_STEP
 from lrserve.schemas.wire import MAX_LEASE, RUN_ID_PATTERN
 from lrserve.service.api.encoding import lease_json
 from lrserve.service.auth import TokenAuth
@@ -28,7 +29,6 @@ from lrserve.service.auth import TokenAuth
 _PREFIX, _SUFFIX = "/v1/runs/", "/lr"
 _RUN_ID = re.compile(RUN_ID_PATTERN)
 _INT = re.compile(rb"[0-9]{1,16}")
-_MAX_STEP = 2**53
 _HEADERS = [(b"content-type", b"application/json")]
 
 
@@ -66,7 +66,7 @@ class FastLease:
         if query is None or b"step" not in query or not _RUN_ID.match(run_id):
             return None
         step, count, incarnation = query[b"step"], query.get(b"count", 1), query.get(b"incarnation")
-        if step > _MAX_STEP or not 1 <= count <= self.max_lease or incarnation == 0:
+        if not 1 <= count <= self.max_lease or step + count - 1 > MAX_SERVED_STEP or incarnation == 0:
             return None
         if not self._may_train(scope):
             return None

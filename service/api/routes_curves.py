@@ -9,6 +9,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from lrserve.schemas.errors import FieldError, InvalidInput
+from lrserve.schemas.limits import MAX_STEP
 from lrserve.schemas.wire import Curve, CurveRequest
 from lrserve.service.api.deps import AppSettings, Reader, RunIdPath, Service
 from lrserve.service.api.encoding import CSV, NPZ, curve_response
@@ -48,9 +49,9 @@ async def get_curve(
     service: Service,
     settings: AppSettings,
     _caller: Reader,
-    start: Annotated[int, Query(ge=0, le=2**53)] = 0,
-    stop: Annotated[int, Query(ge=1, le=2**53, description="first step not included")] = 1000,
-    stride: Annotated[int, Query(ge=1, le=2**53)] = 1,
+    start: Annotated[int, Query(ge=0, le=MAX_STEP - 1)] = 0,
+    stop: Annotated[int, Query(ge=1, le=MAX_STEP, description="first step not included")] = 1000,
+    stride: Annotated[int, Query(ge=1, le=MAX_STEP)] = 1,
     format: Annotated[Format, Query(description="json, csv, or npy (a NumPy .npz archive)")] = "json",
 ) -> Response:
     check_points(settings, start, stop, stride, ("query",))

@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from lrserve.schemas.errors import FieldError, InvalidInput
+from lrserve.schemas.limits import MAX_SERVED_STEP
 from lrserve.schemas.wire import MAX_LEASE, AppliedIn, AppliedResult, LrWindow, RunPlan
 from lrserve.service.api.deps import AppSettings, Reader, RunIdPath, Service, Trainer
 from lrserve.service.api.encoding import JSON, lease_json
@@ -29,7 +30,7 @@ async def get_lr(
     service: Service,
     settings: AppSettings,
     _caller: Trainer,
-    step: Annotated[int, Query(ge=0, le=2**53, description="first step of the window")],
+    step: Annotated[int, Query(ge=0, le=MAX_SERVED_STEP, description="first step of the window")],
     count: Annotated[int, Query(ge=1, le=MAX_LEASE, description="steps in the window (capped by the server)")] = 1,
     incarnation: Annotated[int | None, Query(ge=1, description="the caller's incarnation (409 if stale)")] = None,
 ) -> Response:
@@ -37,6 +38,12 @@ async def get_lr(
         raise InvalidInput(
             detail=f"count {count} is above this server's limit of {settings.limits.max_lease}",
             errors=[FieldError(("query", "count"), f"must be <= {settings.limits.max_lease}")],
+        )
+    if step + count - 1 > MAX_SERVED_STEP:
+        # horizon + 1 must stay a valid from_step, or no change could ever be made to the run again
+        raise InvalidInput(
+            detail=f"the window ends at step {step + count - 1}; the last step a run may serve is {MAX_SERVED_STEP}",
+            errors=[FieldError(("query", "count"), f"step + count - 1 must be <= {MAX_SERVED_STEP} (the step domain)")],
         )
     # Frozen steps held in memory were answered ahead of this route (api.fastpath); what reaches it may touch
     # the store, so it runs in the threadpool.

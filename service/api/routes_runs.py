@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from lrserve.schemas.errors import FieldError, InvalidInput
+from lrserve.schemas.limits import MAX_SEQ
 from lrserve.schemas.wire import EventPage, RunCreate, RunPage, RunPublic
 from lrserve.service.api.deps import Admin, Reader, RunIdPath, Service, Trainer
 from lrserve.service.api.problems import documented
@@ -70,7 +71,7 @@ def list_events(
     service: Service,
     _caller: Reader,
     # Bounded by the seq column (BIGINT): a larger value would overflow the driver, not just match nothing.
-    after: Annotated[int, Query(ge=0, le=2**63 - 1, description="return events with seq > after")] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_SEQ, description="return events with seq > after")] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
 ) -> EventPage:
     return service.events(run_id, after, limit)

@@ -18,15 +18,15 @@ from importlib import resources
 from typing import Annotated, Any
 
 import orjson
-import yaml
 from fastapi import APIRouter, Body, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from lrserve.schemas.errors import FieldError, InvalidInput, RunNotFound, SpecInvalid
-from lrserve.schemas.validation import validate_run_spec
+from lrserve.schemas.limits import MAX_STEP
+from lrserve.schemas.validation import check_values, validate_run_spec
 from lrserve.schemas.wire import ChangeIn, MetricIn
+from lrserve.schemas.yamlio import load_yaml
 from lrserve.service.api.deps import Admin, AppSettings, Reader, RunIdPath, Service
 from lrserve.service.api.routes_runs import parse_labels
 from lrserve.service.auth import TokenAuth
@@ -128,8 +128,8 @@ def plot(
     settings: AppSettings,
     _caller: Reader,
     width: Width = 1000,
-    start: Annotated[int, Query(ge=0, le=2**53)] = 0,
-    stop: Annotated[int | None, Query(ge=1, le=2**53)] = None,
+    start: Annotated[int, Query(ge=0, le=MAX_STEP - 1)] = 0,
+    stop: Annotated[int | None, Query(ge=1, le=MAX_STEP)] = None,
 ) -> Response:
     """The run page in one answer: the LR (and momentum) curve reduced to ``width`` columns, markers, metrics."""
     if stop is not None and stop <= start:
@@ -153,7 +153,7 @@ def preview(
     service: Service,
     caller: Admin,
     width: Width = 1000,
-    stop: Annotated[int | None, Query(ge=1, le=2**53)] = None,
+    stop: Annotated[int | None, Query(ge=1, le=MAX_STEP)] = None,
 ) -> Response:
     """A dry run of a change (whatever ``dry_run`` says), the current and proposed curves reduced for drawing."""
     return _json(data.change_preview(service, run_id, change, caller.name, stop=stop, width=width))
@@ -166,21 +166,15 @@ class TextIn(BaseModel):
 
 
 class PlaygroundIn(TextIn):
-    start: int = Field(0, ge=0, le=2**53)
-    stop: int | None = Field(None, ge=1, le=2**53)
+    start: int = Field(0, ge=0, le=MAX_STEP - 1)
+    stop: int | None = Field(None, ge=1, le=MAX_STEP)
     width: int = Field(800, ge=10, le=MAX_WIDTH)
     metrics: list[MetricIn] = Field(default_factory=list, max_length=100_000)
 
 
 def parse_text(text: str) -> Any:
-    """YAML (a superset of JSON) text as data; a syntax error is a 422 naming the line."""
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
-        msg = f"not valid YAML/JSON{where}: {getattr(exc, 'problem', None) or exc}"
-        raise InvalidInput(detail=msg, errors=[FieldError(("text",), msg)]) from None
+    """YAML (a superset of JSON) text as data (``lrserve.schemas.yamlio``); a refusal is a 422 naming the line."""
+    return load_yaml(text, loc=("text",))
 
 
 def unwrap_spec(value: Any) -> Any:
@@ -190,21 +184,23 @@ def unwrap_spec(value: Any) -> Any:
     return value
 
 
+# Plain ``def``: parsing (and validating) up to MAX_TEXT characters is CPU work, done in the threadpool so that
+# it cannot stall the event loop.
 @router.post("/ui/api/parse")
-async def parse(body: TextIn, _caller: Reader) -> Response:
+def parse(body: TextIn, _caller: Reader) -> Response:
     """YAML or JSON text as JSON (the change form's schedule box accepts either)."""
     return _json({"data": parse_text(body.text)})
 
 
 @router.post("/ui/api/playground")
-async def playground(body: PlaygroundIn, service: Service, settings: AppSettings, _caller: Reader) -> Response:
+def playground(body: PlaygroundIn, service: Service, settings: AppSettings, _caller: Reader) -> Response:
     """Validate a spec given as text; 422 with field paths, or its curve reduced for drawing."""
     value = unwrap_spec(parse_text(body.text))
     if value is None:
         raise SpecInvalid(detail="the spec is empty", errors=[FieldError((), "paste a run spec")])
     spec = validate_run_spec(value)
-    payload = await run_in_threadpool(
-        data.spec_curve,
+    check_values(spec)
+    payload = data.spec_curve(
         service,
         spec,
         start=body.start,

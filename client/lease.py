@@ -60,7 +60,7 @@ from lrserve.schemas.errors import (
     StaleIncarnation,
 )
 from lrserve.schemas.plan import Plan, plan_from_wire
-from lrserve.schemas.wire import MAX_METRICS_PER_BATCH, LrWindow, PlateauChange, RunPlan
+from lrserve.schemas.wire import MAX_APPLIED_STEPS, MAX_METRICS_PER_BATCH, LrWindow, PlateauChange, RunPlan
 
 log = logging.getLogger("lrserve.client")
 
@@ -679,6 +679,8 @@ class LeaseManager:
                 if not self._applied:
                     return
                 start, stop, last_seq, incarnation = self._applied[0]
+            # the server prices one report by its steps (max_applied_steps): a long outage goes in pieces
+            stop = min(stop, start + MAX_APPLIED_STEPS - 1)
             if self._applied_unsupported:
                 with self._lock:
                     self._applied.clear()

@@ -23,6 +23,8 @@ MAX_LABELS = 32
 MAX_LEASE = 100_000
 MAX_METRICS_PER_BATCH = 1_000
 MAX_CURVE_POINTS = 1_000_000
+#: steps one ``POST .../applied`` report may cover (the server's default ``max_applied_steps``; clients split)
+MAX_APPLIED_STEPS = 1_000_000
 MAX_REASON = 500
 
 # Free text is stored as is in text columns, and PostgreSQL's cannot hold NUL: refuse control characters

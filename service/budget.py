@@ -26,11 +26,12 @@ import numpy.typing as npt
 from lrserve.schemas.errors import FieldError, OverBudget
 from lrserve.schemas.evaluate import estimate_work
 from lrserve.schemas.plan import Plan
+from lrserve.schemas.wire import MAX_APPLIED_STEPS
 
 DEFAULT_MAX_VALUES = 4_000_000  # a 1M-step curve of 2 groups with momentum
 DEFAULT_MAX_WORK = 200_000_000
 DEFAULT_MAX_PREVIEW_METRICS = 2_000
-DEFAULT_MAX_APPLIED_STEPS = 1_000_000
+DEFAULT_MAX_APPLIED_STEPS = MAX_APPLIED_STEPS
 DEFAULT_CACHE_BYTES = 256 << 20
 
 

@@ -2,6 +2,9 @@
 
 Exit codes of ``validate``, ``preview`` and ``runs``: 0 done; 1 the spec is invalid or the server refused the
 request (its problem is printed); 2 bad usage or an unreadable file; 3 the server could not be reached.
+``serve`` follows them: 1 invalid settings (flags, ``LRSERVE_*`` or the config file's values), 2 bad usage, a
+refused configuration or an unreadable config file, 3 what the server needs cannot be had (the store cannot be
+opened, the port is in use; uvicorn's own startup failure is 3 too).
 """
 
 from __future__ import annotations
@@ -9,12 +12,13 @@ from __future__ import annotations
 import json
 import math
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
 
 EXIT_INVALID = 1
 EXIT_USAGE = 2
@@ -35,6 +39,27 @@ def fail(message: str, code: int = EXIT_INVALID, details: Iterable[str] = ()) ->
     err.print(f"[bold red]lrserve:[/] {escape(message)}", highlight=False, soft_wrap=True)
     for line in details:
         err.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def error_table(errors: Iterable[Mapping[str, str]], root: str = "(spec)") -> Table:
+    """The field/problem table ``lrserve validate`` prints for an invalid spec: one row per ``{"path", "msg"}``."""
+    table = Table(show_header=True, header_style="bold", box=None, padding=(0, 2))
+    table.add_column("field")
+    table.add_column("problem")
+    for e in errors:
+        table.add_row(escape(e["path"] or root), escape(e["msg"]))
+    return table
+
+
+def fail_table(message: str, errors: list[dict[str, str]], code: int = EXIT_INVALID, root: str = "") -> NoReturn:
+    """``lrserve: message`` and the errors' field/problem table on stderr, then exit with ``code``; no traceback.
+    Off a terminal (a log file, a supervisor) rows are not wrapped, so each error stays on one line."""
+    err = err_console()
+    if not err.is_terminal:
+        err = Console(stderr=True, highlight=False, width=1000)
+    err.print(f"[bold red]lrserve:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    err.print(error_table(errors, root))
     raise typer.Exit(code)
 
 

@@ -6,7 +6,9 @@ than the wire models; it does not retry (a person is waiting: an unreachable ser
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import functools
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar, cast
 
 import httpx
 import typer
@@ -25,6 +27,28 @@ Token = Annotated[
 ]
 Json = Annotated[bool, typer.Option("--json", help="print the server's JSON answer (for scripts)")]
 
+F = TypeVar("F", bound=Callable[..., Any])
+NOT_LRSERVE = "is --url an lrserve server (of this version)?"
+
+
+def answers_understood(command: F) -> F:
+    """For a ``runs`` command: an answer of the wrong shape (another web server at ``--url``, another version of
+    lrserve) ends in one line naming the mismatch, not in a traceback from deep inside the rendering."""
+
+    @functools.wraps(command)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except (KeyError, TypeError, AttributeError, IndexError) as e:
+            url = kwargs.get("url") or DEFAULT_URL
+            fail(
+                f"the server at {url} gave an answer lrserve does not understand ({type(e).__name__}: {e})",
+                EXIT_UNREACHABLE,
+                [NOT_LRSERVE],
+            )
+
+    return cast(F, checked)
+
 
 class Remote:
     def __init__(self, url: str, token: str | None, timeout: float = 30.0) -> None:
@@ -40,8 +64,9 @@ class Remote:
     def __exit__(self, *exc: object) -> None:
         self._client.close()
 
-    def call(self, method: str, path: str, **kwargs: Any) -> Any:
-        """The answer's JSON (None for 204); exits with a message on a problem or an unreachable server."""
+    def call(self, method: str, path: str, *, text: bool = False, **kwargs: Any) -> Any:
+        """The answer's JSON object (its text with ``text=True``; None for 204); exits with a message on a problem,
+        an unreachable server or an answer that is not JSON."""
         try:
             response = self._client.request(method, path, **kwargs)
         except (httpx.InvalidURL, httpx.UnsupportedProtocol) as e:
@@ -57,9 +82,18 @@ class Remote:
         if response.status_code == 204:
             return None
         if response.is_success:
-            if "json" not in response.headers.get("content-type", ""):
+            if text:
                 return response.text
-            return response.json()
+            try:
+                return response.json()
+            except ValueError:
+                kind = response.headers.get("content-type") or "no content type"
+                fail(
+                    f"the server at {self.url} answered {method} {path} with {response.status_code} but not JSON "
+                    f"({kind}, {len(response.content)} bytes)",
+                    EXIT_UNREACHABLE,
+                    [NOT_LRSERVE],
+                )
         self._problem(response)
 
     def _problem(self, response: httpx.Response) -> None:

@@ -25,7 +25,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from lrserve.cli.output import EXIT_INVALID, EXIT_USAGE, console, fail, num, print_json, read_text
-from lrserve.cli.remote import DEFAULT_URL, Json, Remote, Token, Url
+from lrserve.cli.remote import DEFAULT_URL, Json, Remote, Token, Url, answers_understood
 
 app = typer.Typer(help="Runs on a server: list, show, curve, events, change, create, delete.", no_args_is_help=True)
 
@@ -87,6 +87,7 @@ def _float(value: Any) -> float:
 
 
 @app.command("list")
+@answers_understood
 def list_runs(
     url: Url = DEFAULT_URL,
     token: Token = None,
@@ -137,6 +138,7 @@ def list_runs(
 
 
 @app.command("show")
+@answers_understood
 def show(run_id: RunArg, url: Url = DEFAULT_URL, token: Token = None, json_out: Json = False) -> None:
     """A run's state: horizon, revision, incarnation, current LR, plateau, last metric, and its spec."""
     import yaml
@@ -208,6 +210,7 @@ def _rows(groups: list[dict[str, Any]], key: str) -> Any:
 
 
 @app.command("curve")
+@answers_understood
 def curve(
     run_id: RunArg,
     url: Url = DEFAULT_URL,
@@ -236,12 +239,15 @@ def curve(
         step = stride or max(1, math.ceil((stop - start) / points))
         params = {"start": start, "stop": stop, "stride": step}
         if csv is not None:
-            text = remote.call("GET", _path(run_id, "/curve"), params={**params, "format": "csv"})
+            text = remote.call("GET", _path(run_id, "/curve"), params={**params, "format": "csv"}, text=True)
             if csv == "-":
                 typer.echo(text, nl=False)
             else:
-                with open(csv, "w", encoding="utf-8") as f:
-                    f.write(text)
+                try:
+                    with open(csv, "w", encoding="utf-8") as f:
+                        f.write(text)
+                except OSError as e:
+                    fail(f"cannot write {csv}: {e.strerror or e}", EXIT_USAGE)
                 console().print(f"wrote {escape(csv)}")
             if not png and not json_out:
                 return
@@ -304,6 +310,7 @@ def describe(event: dict[str, Any]) -> str:
 
 
 @app.command("events")
+@answers_understood
 def events(
     run_id: RunArg,
     url: Url = DEFAULT_URL,
@@ -373,6 +380,7 @@ def _lr_value(text: str) -> float | list[float] | str:
 
 
 @app.command("change")
+@answers_understood
 def change(
     run_id: RunArg,
     url: Url = DEFAULT_URL,
@@ -478,6 +486,7 @@ def change(
 
 
 @app.command("create")
+@answers_understood
 def create(
     run_id: RunArg,
     spec_file: Annotated[str, typer.Argument(metavar="SPEC", help="run spec file (YAML or JSON); - for stdin")],
@@ -503,6 +512,7 @@ def create(
 
 
 @app.command("delete")
+@answers_understood
 def delete(
     run_id: RunArg,
     url: Url = DEFAULT_URL,

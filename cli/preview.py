@@ -166,6 +166,8 @@ def save_png(
         fig.savefig(path, dpi=110)
     except OSError as e:
         fail(f"cannot write {path}: {e.strerror or e}", EXIT_USAGE)
+    except ValueError as e:  # matplotlib: a suffix it has no writer for
+        fail(f"cannot write {path}: {e}", EXIT_USAGE)
     finally:
         plt.close(fig)
 

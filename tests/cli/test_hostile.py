@@ -148,9 +148,6 @@ def test_output_files_that_cannot_be_written(files: dict[str, str], spec_file: s
     check(cases, must_fail=True)
 
 
-@pytest.mark.xfail(
-    strict=True, reason="cli/preview.py's save_png lets matplotlib's ValueError for an unknown suffix through"
-)
 def test_png_with_a_suffix_matplotlib_does_not_know(spec_file: str, tmp_path: Path) -> None:
     check([["preview", spec_file, "--png", str(tmp_path / "plot.yaml")]], must_fail=True)
 

@@ -64,12 +64,15 @@ class Budget:
         if asked > self.max_work:
             raise self._refuse("max_work", self.max_work, asked, field, "this evaluation would take too long")
 
-    def window(self, plan: Plan, start: int, count: int, *, field: tuple[str | int, ...]) -> None:
-        """``values`` and ``work`` of the window ``start .. start + count - 1`` of ``plan``."""
+    def evaluation(self, plan: Plan, steps: npt.NDArray[np.int64], *, field: tuple[str | int, ...]) -> None:
+        """``values`` and ``work`` of evaluating ``plan`` at ``steps`` (momentum counted if any layer cycles it)."""
         momentum = any(plan.layer_at(int(b)).schedule.momentum is not None for b in plan.breakpoints)
-        self.values(count, plan.num_groups, momentum=momentum, field=field)
-        # Work grows with the largest step (scans) and the number of points: the two ends and the count bound it.
-        self.work(plan, np.arange(start, start + count, dtype=np.int64), field=field)
+        self.values(int(steps.size), plan.num_groups, momentum=momentum, field=field)
+        self.work(plan, steps, field=field)
+
+    def window(self, plan: Plan, start: int, count: int, *, field: tuple[str | int, ...]) -> None:
+        """``evaluation`` of the window ``start .. start + count - 1``."""
+        self.evaluation(plan, np.arange(start, start + count, dtype=np.int64), field=field)
 
     def preview_metrics(self, count: int) -> None:
         if count > self.max_preview_metrics:

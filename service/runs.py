@@ -716,7 +716,7 @@ class RunService:
         state = entry.state
         steps = np.arange(from_step, from_step + change.preview_steps, dtype=np.int64)
         names = state.spec.group_names
-        self._check_cost(state.plan, steps, ("preview_steps",))
+        self._budget.evaluation(state.plan, steps, field=("preview_steps",))
         lr, mom = state.plan.values(steps)
         rec = ChangeRec(
             seq=state.last_seq + 1,
@@ -728,7 +728,7 @@ class RunService:
             reason=change.reason,
         )
         proposed_plan = Plan(state.spec, [*state.changes, rec], state.reductions, state.build)
-        self._check_cost(proposed_plan, steps, ("preview_steps",))
+        self._budget.evaluation(proposed_plan, steps, field=("preview_steps",))
         lr2, mom2 = proposed_plan.values(steps)
         step_list = steps.tolist()
         return ChangeResult(
@@ -883,16 +883,11 @@ class RunService:
             )
         return np.arange(start, stop, stride, dtype=np.int64)
 
-    def _check_cost(self, plan: Plan, steps: np.ndarray[Any, np.dtype[np.int64]], field: tuple[str, ...]) -> None:
-        momentum = any(plan.layer_at(int(b)).schedule.momentum is not None for b in plan.breakpoints)
-        self._budget.values(int(steps.size), plan.num_groups, momentum=momentum, field=field)
-        self._budget.work(plan, steps, field=field)
-
     def curve(self, run_id: str, start: int, stop: int, stride: int) -> CurveData:
         steps = self._check_range(start, stop, stride)
         with self._locked(run_id) as entry:
             state = entry.state
-            self._check_cost(state.plan, steps, ("query", "stride"))
+            self._budget.evaluation(state.plan, steps, field=("query", "stride"))
             lr, mom = state.plan.values(steps)
             return CurveData(
                 run_id=run_id,
@@ -953,7 +948,7 @@ class RunService:
         steps = self._check_range(req.start, req.stop, req.stride)
         self._budget.preview_metrics(len(req.metrics))
         state = RunState(spec=req.spec)
-        self._check_cost(state.plan, steps, ("stride",))
+        self._budget.evaluation(state.plan, steps, field=("stride",))
         now = datetime.now(UTC)
         fake = [
             EventRecord(
@@ -968,7 +963,7 @@ class RunService:
             for i, m in enumerate(sorted(req.metrics, key=lambda m: m.step))
         ]
         state.extend(fake)
-        self._check_cost(state.plan, steps, ("stride",))
+        self._budget.evaluation(state.plan, steps, field=("stride",))
         lr, mom = state.plan.values(steps)
         return CurveData(
             run_id=None,
